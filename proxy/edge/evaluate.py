@@ -1,0 +1,73 @@
+"""`POST /api/v1/flags/evaluate`: every flag of a project for one user, from memory.
+
+No await but reading the body and writing the answer: auth is a dict lookup, the plan was
+compiled with the snapshot, and the answer is the plan's bytes joined with the user's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.edge import wire
+from proxy.edge.snapshot import ApiKey
+from proxy.edge.sync import Sync
+from proxy.errors import ApiError, forbidden, invalid, not_found, unauthorized, unavailable
+
+
+def user_id_of(context: dict[str, Any]) -> str | None:
+    uid = context.get("user_id")
+    if uid is None or isinstance(uid, str):
+        return uid
+    if isinstance(uid, int) and not isinstance(uid, bool):
+        return str(uid)  # numeric ids are common; they bucket as their decimal spelling
+    raise invalid({"context.user_id": "must be a string"})
+
+
+class Evaluate:
+    def __init__(self, sync: Sync, max_body: int) -> None:
+        self.sync = sync
+        self.max_body = max_body
+
+    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> None:
+        try:
+            key = authenticate(self.sync, scope)
+            if not key.can_evaluate:
+                raise forbidden()
+            data = wire.json_object(await wire.read_body(scope, receive, self.max_body))
+            body = self.answer(key, data)
+        except ApiError as e:
+            await wire.reply(send, e.status, e.body())
+            return
+        await wire.reply(send, 200, body, wire.PRIVATE_HEADERS)
+
+    def answer(self, key: ApiKey, data: dict[str, Any]) -> bytes:
+        project_id = data.get("project_id")
+        if not isinstance(project_id, str):
+            raise invalid({"project_id": "is required"})
+        project = self.sync.snapshot.projects.get(project_id)
+        if project is None:
+            raise not_found()
+        if not key.allows(project_id):
+            raise forbidden()
+        env = data.get("environment")
+        plan = project.plans.get(
+            project.project["settings"]["default_environment"] if env is None else env
+        )
+        if plan is None:
+            raise invalid({"environment": "unknown environment for this project"})
+        context = data.get("context")
+        if context is None:
+            context = {}
+        elif not isinstance(context, dict):
+            raise invalid({"context": "must be an object"})
+        return plan.render(context, user_id_of(context))
+
+
+def authenticate(sync: Sync, scope: wire.Scope) -> ApiKey:
+    """The request's key: 503 before any snapshot is loaded, 401 when unknown or revoked."""
+    if not sync.loaded:
+        raise unavailable("no configuration snapshot loaded yet")
+    key = sync.snapshot.keys.get(wire.token_hash(scope) or "")
+    if key is None:
+        raise unauthorized()
+    return key

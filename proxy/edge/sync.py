@@ -1,0 +1,244 @@
+"""Keep this process's snapshot current: pub/sub for speed, a version poll for certainty.
+
+On every (re)connection the subscription is made first and the full resync second, so no change
+falls between them. A message names a scope and its new version; older or equal versions than
+the one held are ignored. Because pub/sub can drop messages, every `poll_interval` the versions
+of all scopes are compared with Redis. Each successful contact with Redis confirms the snapshot
+current (readiness reads `confirmed_at`). The snapshot is also written to a last-known-good
+file, from which a cold start serves when Redis is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from proxy.edge import snapshot as snap
+from proxy.store import keys
+from proxy.store.config import ConfigStore
+
+log = logging.getLogger("proxy.sync")
+LKG_FORMAT = 1
+
+
+class Sync:
+    def __init__(
+        self,
+        store: ConfigStore,
+        pubsub_client: aredis.Redis,
+        on_exposure: snap.ExposureSink,
+        *,
+        poll_interval: float,
+        lkg_path: Path,
+    ) -> None:
+        self.store = store
+        self.pubsub_client = pubsub_client
+        self.on_exposure = on_exposure
+        self.poll_interval = poll_interval
+        self.lkg_path = lkg_path
+        self.snapshot = snap.EMPTY
+        self.loaded = False
+        self.from_lkg = False  # serving a file: degraded until Redis confirms it
+        self.confirmed_at = 0.0
+        self.reconnects = 0
+        self.subscribed = False
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lkg_dirty = asyncio.Event()
+        self.listeners: list[Callable[[], None]] = []
+
+    # Loading -----------------------------------------------------------------------------------
+
+    def held_version(self, scope: str) -> int:
+        if scope == keys.GLOBAL:
+            return self.snapshot.global_version
+        project = self.snapshot.projects.get(scope)
+        return -1 if project is None else project.version
+
+    async def refresh(self, scope: str, at_least: int | None = None) -> None:
+        """Load `scope` from Redis unless the version held is already `at_least`."""
+        lock = self._locks.setdefault(scope, asyncio.Lock())
+        async with lock:
+            if at_least is not None and self.held_version(scope) >= at_least:
+                return
+            state = await self.store.load(scope)
+            if scope == keys.GLOBAL:
+                self.snapshot = snap.with_global(self.snapshot, state.version, state.records)
+                known = set(self.snapshot.global_records["projects"])
+                missing = known - set(self.snapshot.projects)
+            else:
+                project = self.snapshot.global_records.get("projects", {}).get(scope)
+                if project is None:  # a project newer than our global scope
+                    missing = {scope}
+                else:
+                    compiled = snap.compile_project(
+                        project, state.version, state.records, self.on_exposure
+                    )
+                    self.snapshot = snap.with_project(self.snapshot, compiled, scope)
+                    missing = set()
+            self._changed()
+        if missing and scope != keys.GLOBAL:
+            await self.refresh(keys.GLOBAL)
+        for project_id in missing - {scope}:
+            await self.refresh(project_id)
+
+    async def resync(self) -> None:
+        await self.refresh(keys.GLOBAL)
+        for project_id in list(self.snapshot.global_records["projects"]):
+            await self.refresh(project_id)
+        self.loaded = True
+        self.from_lkg = False
+        self.confirmed_at = time.monotonic()
+
+    def _changed(self) -> None:
+        self._lkg_dirty.set()
+        for listener in self.listeners:
+            listener()
+
+    # Running -----------------------------------------------------------------------------------
+
+    async def start(self, wait: float) -> None:
+        """Start syncing; return once loaded from Redis, or after `wait` seconds without it
+        (then from the last-known-good file, if there is one)."""
+        first_load = asyncio.get_running_loop().create_future()
+        self._tasks = [
+            asyncio.create_task(self._listen(first_load)),
+            asyncio.create_task(self._poll()),
+            asyncio.create_task(self._write_lkg()),
+        ]
+        try:
+            await asyncio.wait_for(asyncio.shield(first_load), wait)
+        except (TimeoutError, RedisError, OSError) as e:
+            log.warning("snapshot not loaded from Redis at start (%s)", type(e).__name__)
+            self.load_lkg()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.pubsub_client.aclose()
+
+    async def _listen(self, first_load: asyncio.Future[None]) -> None:
+        backoff = 0.05
+        while True:
+            pubsub = self.pubsub_client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(keys.CHANGES_CHANNEL)
+                self.subscribed = True
+                await self.resync()
+                if not first_load.done():
+                    first_load.set_result(None)
+                backoff = 0.05
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None:
+                        await self._on_message(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # Redis gone, or a bad message: reconnect and resync
+                self.subscribed = False
+                self.reconnects += 1
+                log.warning(
+                    "sync connection lost (%s); retrying in %.2fs", type(e).__name__, backoff
+                )
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _on_message(self, data: bytes) -> None:
+        try:
+            message = orjson.loads(data)
+            scope, version = str(message["scope"]), int(message["version"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        self.confirmed_at = time.monotonic()
+        if version > self.held_version(scope):
+            await self.refresh(scope, at_least=version)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            if not self.loaded or self.from_lkg:
+                continue  # the listener's resync will do the first load
+            try:
+                scopes = [keys.GLOBAL, *self.snapshot.projects]
+                versions = await self.store.versions(scopes)
+                for scope, version in versions.items():
+                    if version != self.held_version(scope):
+                        await self.refresh(scope)
+                self.confirmed_at = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("version poll failed (%s)", type(e).__name__)
+
+    # Last-known-good file ----------------------------------------------------------------------
+
+    def _lkg_document(self) -> dict[str, Any]:
+        s = self.snapshot
+        return {
+            "format": LKG_FORMAT,
+            "global": {"version": s.global_version, "records": s.global_records},
+            "projects": {
+                pid: {"version": p.version, "records": p.records} for pid, p in s.projects.items()
+            },
+        }
+
+    async def _write_lkg(self) -> None:
+        while True:
+            await self._lkg_dirty.wait()
+            await asyncio.sleep(0.5)  # coalesce bursts of changes into one write
+            self._lkg_dirty.clear()
+            if self.from_lkg or not self.loaded:
+                continue
+            try:
+                data = orjson.dumps(self._lkg_document())
+                await asyncio.to_thread(_atomic_write, self.lkg_path, data)
+            except Exception as e:
+                log.warning("could not write the last-known-good snapshot (%s)", e)
+
+    def load_lkg(self) -> bool:
+        try:
+            doc = orjson.loads(self.lkg_path.read_bytes())
+            if doc.get("format") != LKG_FORMAT:
+                return False
+            g = doc["global"]
+            s = snap.with_global(snap.EMPTY, g["version"], g["records"])
+            for pid, p in doc["projects"].items():
+                project = g["records"]["projects"][pid]
+                compiled = snap.compile_project(
+                    project, p["version"], p["records"], self.on_exposure
+                )
+                s = snap.with_project(s, compiled, pid)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("no usable last-known-good snapshot at %s (%s)", self.lkg_path, e)
+            return False
+        if not self.loaded:  # Redis may have answered meanwhile; it wins
+            self.snapshot = s
+            self.loaded = True
+            self.from_lkg = True
+        return True
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

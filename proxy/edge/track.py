@@ -1,0 +1,119 @@
+"""`POST /api/v1/flags/track`: record a conversion for the user's variant, exactly once.
+
+The variant comes from the snapshot's bucket table (the same function evaluate used), the
+write is an SADD that says whether it was new. Concurrent tracks share one pipeline round trip:
+while a batch is on the wire the next one gathers, so batches grow with the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from proxy.domain.model import NAME_RE
+from proxy.edge import wire
+from proxy.edge.evaluate import authenticate, user_id_of
+from proxy.edge.sync import Sync
+from proxy.errors import ApiError, conflict, forbidden, invalid, not_found, unavailable
+from proxy.store.events import Conversion, EventStore
+
+OK = orjson.dumps({"data": {"ok": True}})
+DEFAULT_GOAL = "conversion"
+MAX_USER_ID = 256
+
+
+class ConversionWriter:
+    def __init__(self, events: EventStore) -> None:
+        self.events = events
+        self.queue: list[tuple[Conversion, asyncio.Future[bool]]] = []
+        self.draining: asyncio.Task[None] | None = None
+        self.accepted = 0
+        self.duplicates = 0
+
+    async def write(self, conversion: Conversion) -> bool:
+        """True when new, False for a duplicate; raises when Redis did not take it."""
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((conversion, future))
+        if self.draining is None:
+            self.draining = asyncio.create_task(self._drain())
+        new: bool = await future
+        return new
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                batch, self.queue = self.queue, []
+                try:
+                    added = await self.events.add_conversions([c for c, _ in batch])
+                except Exception as e:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                for (_, future), new in zip(batch, added, strict=True):
+                    self.accepted += new
+                    self.duplicates += not new
+                    if not future.done():
+                        future.set_result(new)
+        finally:
+            self.draining = None
+
+    async def close(self) -> None:
+        if self.draining is not None:
+            await asyncio.wait([self.draining])
+
+
+def parse(data: dict[str, Any]) -> tuple[str, str, str, str]:
+    errors = {}
+    for name in ("flag_id", "experiment_id"):
+        if not isinstance(data.get(name), str):
+            errors[name] = "is required"
+    try:
+        user_id = user_id_of(data)
+    except ApiError:
+        user_id = None
+    if not user_id or len(user_id) > MAX_USER_ID:
+        errors["user_id"] = f"must be a non-empty string of at most {MAX_USER_ID} characters"
+    goal = data.get("goal", DEFAULT_GOAL)
+    if not isinstance(goal, str) or not NAME_RE.match(goal):
+        errors["goal"] = "must match ^[A-Za-z0-9_.-]{1,64}$"
+    if errors:
+        raise invalid(errors)
+    assert user_id is not None
+    return data["flag_id"], data["experiment_id"], user_id, goal
+
+
+class Track:
+    def __init__(self, sync: Sync, writer: ConversionWriter, max_body: int) -> None:
+        self.sync = sync
+        self.writer = writer
+        self.max_body = max_body
+
+    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> None:
+        try:
+            key = authenticate(self.sync, scope)
+            if not key.can_evaluate:
+                raise forbidden()
+            data = wire.json_object(await wire.read_body(scope, receive, self.max_body))
+            flag_id, experiment_id, user_id, goal = parse(data)
+            experiment = self.sync.snapshot.experiments.get(experiment_id)
+            if experiment is None or experiment.flag_id != flag_id:
+                raise not_found()
+            if not key.allows(experiment.project_id):
+                raise forbidden()
+            if experiment.status != "running":
+                raise conflict("Experiment is not running")
+            variant = experiment.assign(user_id)
+            if variant is None:
+                raise conflict("User is not in the experiment's traffic")
+            try:
+                await self.writer.write((experiment_id, goal, variant, user_id))
+            except (RedisError, OSError, TimeoutError):
+                raise unavailable("conversion store unreachable") from None
+        except ApiError as e:
+            await wire.reply(send, e.status, e.body())
+            return
+        await wire.reply(send, 200, OK)

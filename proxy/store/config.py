@@ -1,0 +1,137 @@
+"""The configuration repository: read a scope whole, and write it back atomically.
+
+Every write is one Lua script on one slot: it checks the scope's version (compare-and-swap, so
+validation done on what was read still holds), applies the record changes, bumps the version
+and publishes `{scope, version}` on the changes channel. Callers retry on a lost race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from proxy.store import keys
+from proxy.store.connection import Redis
+
+Record = dict[str, Any]
+T = TypeVar("T")
+
+# KEYS[1] version, KEYS[2..] record hashes. ARGV: expected version, channel, scope, then
+# (hash index, record id, JSON or "" to delete) triples.
+_COMMIT = """
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if v ~= tonumber(ARGV[1]) then return -1 end
+for i = 4, #ARGV, 3 do
+  local k = KEYS[tonumber(ARGV[i])]
+  if ARGV[i + 2] == '' then
+    redis.call('HDEL', k, ARGV[i + 1])
+  else
+    redis.call('HSET', k, ARGV[i + 1], ARGV[i + 2])
+  end
+end
+v = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[2], '{"scope":"' .. ARGV[3] .. '","version":' .. v .. '}')
+return v
+"""
+
+
+@dataclass
+class ScopeState:
+    """Everything stored in one scope, as read at one version."""
+
+    scope: str
+    version: int
+    records: dict[str, dict[str, Record]]
+    changes: list[tuple[str, str, Record | None]] = field(default_factory=list)
+
+    def of(self, kind: str) -> dict[str, Record]:
+        return self.records[kind]
+
+    def put(self, kind: str, record: Record) -> None:
+        self.records[kind][record["id"]] = record
+        self.changes.append((kind, record["id"], record))
+
+    def delete(self, kind: str, record_id: str) -> None:
+        self.records[kind].pop(record_id, None)
+        self.changes.append((kind, record_id, None))
+
+
+class Conflict(Exception):
+    """Another writer changed the scope between read and write."""
+
+
+class ConfigStore:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._commit = redis.register_script(_COMMIT)
+
+    async def load(self, scope: str) -> ScopeState:
+        kinds = keys.kinds(scope)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(keys.version(scope))
+        for kind in kinds:
+            pipe.hgetall(keys.records(scope, kind))
+        version, *hashes = await pipe.execute()
+        records = {
+            kind: {_text(k): orjson.loads(v) for k, v in h.items()}
+            for kind, h in zip(kinds, hashes, strict=True)
+        }
+        return ScopeState(scope, int(version or 0), records)
+
+    async def versions(self, scopes: Iterable[str]) -> dict[str, int]:
+        scopes = list(scopes)
+        pipe = self.redis.pipeline(transaction=False)
+        for scope in scopes:
+            pipe.get(keys.version(scope))
+        values = await pipe.execute()
+        return {s: int(v or 0) for s, v in zip(scopes, values, strict=True)}
+
+    async def commit(self, state: ScopeState) -> int:
+        """Write the state's pending changes if nobody else wrote first; return the version."""
+        kinds = keys.kinds(state.scope)
+        argv: list[Any] = [state.version, keys.CHANGES_CHANNEL, state.scope]
+        for kind, record_id, record in state.changes:
+            value = b"" if record is None else orjson.dumps(record)
+            argv += [kinds.index(kind) + 2, record_id, value]
+        hash_keys = [keys.records(state.scope, kind) for kind in kinds]
+        version = int(await self._commit(keys=[keys.version(state.scope), *hash_keys], args=argv))
+        if version < 0:
+            raise Conflict(state.scope)
+        state.changes.clear()
+        state.version = version
+        return version
+
+    async def mutate(self, scope: str, change: Callable[[ScopeState], T]) -> tuple[T, int]:
+        """Read, apply the pure `change` (which may raise ApiError), commit; retry on conflict."""
+        for _ in range(20):
+            state = await self.load(scope)
+            result = change(state)
+            if not state.changes:
+                return result, state.version
+            try:
+                return result, await self.commit(state)
+            except Conflict:
+                continue
+        raise Conflict(scope)
+
+    async def get(self, scope: str, kind: str, record_id: str) -> Record | None:
+        value = await self.redis.hget(keys.records(scope, kind), record_id)
+        return None if value is None else dict(orjson.loads(value))
+
+    async def set_owner(self, kind: str, record_id: str, project_id: str) -> None:
+        await self.redis.hset(keys.owner_index(kind), record_id, project_id)
+
+    async def drop_owner(self, kind: str, *record_ids: str) -> None:
+        if record_ids:
+            await self.redis.hdel(keys.owner_index(kind), *record_ids)
+
+    async def owner(self, kind: str, record_id: str) -> str | None:
+        value = await self.redis.hget(keys.owner_index(kind), record_id)
+        return None if value is None else _text(value)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

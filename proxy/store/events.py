@@ -1,0 +1,66 @@
+"""Experiment events in Redis: exposure and conversion sets, and the counts read back.
+
+Sets make both idempotent: SADD of a member already there changes nothing, so a replayed batch
+(after a timeout, or from the spool) never counts a user twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from proxy.store import keys
+from proxy.store.connection import Redis
+
+Exposure = tuple[str, int, str]  # experiment id, variant index, user id
+Conversion = tuple[str, str, int, str]  # experiment id, goal, variant index, user id
+
+
+class EventStore:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def add_exposures(self, batch: Sequence[Exposure]) -> None:
+        members: dict[str, list[str]] = defaultdict(list)
+        for experiment_id, variant, user_id in batch:
+            members[keys.exposures(experiment_id, variant)].append(user_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for key, users in members.items():
+            pipe.sadd(key, *users)
+        await pipe.execute()
+
+    async def add_conversions(self, batch: Sequence[Conversion]) -> list[bool]:
+        """Record each conversion (the converter also counts as exposed); True where new."""
+        pipe = self.redis.pipeline(transaction=False)
+        for experiment_id, goal, variant, user_id in batch:
+            pipe.sadd(keys.conversions(experiment_id, goal, variant), user_id)
+            pipe.sadd(keys.exposures(experiment_id, variant), user_id)
+            pipe.sadd(keys.goals(experiment_id), goal)
+        results = await pipe.execute()
+        return [bool(added) for added in results[::3]]
+
+    async def counts(
+        self, experiment_id: str, goal: str, variants: int
+    ) -> tuple[list[int], list[int]]:
+        """Exposures and conversions per variant: two SCARDs a variant, one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for v in range(variants):
+            pipe.scard(keys.exposures(experiment_id, v))
+            pipe.scard(keys.conversions(experiment_id, goal, v))
+        values = [int(x) for x in await pipe.execute()]
+        return values[0::2], values[1::2]
+
+    async def goals(self, experiment_id: str) -> list[str]:
+        raw = await self.redis.smembers(keys.goals(experiment_id))
+        return sorted(g.decode() if isinstance(g, bytes) else g for g in raw)
+
+    async def delete_experiment(self, experiment_id: str, variants: int) -> None:
+        goals = await self.goals(experiment_id)
+        names = [keys.goals(experiment_id)]
+        for v in range(variants):
+            names.append(keys.exposures(experiment_id, v))
+            names += [keys.conversions(experiment_id, g, v) for g in goals]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:  # one DEL per key: they share a slot, but a pipeline keeps it simple
+            pipe.delete(name)
+        await pipe.execute()
