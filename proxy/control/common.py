@@ -93,6 +93,20 @@ async def commit(request: Request, scope: str, change: Callable[[ScopeState], T]
     return result
 
 
+async def commit_owned(
+    request: Request, kind: str, record_id: str, project_id: str, change: Callable[[ScopeState], T]
+) -> T:
+    """`commit` for a new flag or segment, whose id must lead to its project. The owner index
+    is written first, so no record is ever unfindable; a failed commit takes it back."""
+    store = runtime(request).store
+    await store.set_owner(kind, record_id, project_id)
+    try:
+        return await commit(request, project_id, change)
+    except BaseException:
+        await store.drop_owner(kind, record_id)
+        raise
+
+
 async def project_of(request: Request, kind: str, record_id: str, need: str) -> str:
     """The project that owns a flag or segment, after checking the key may act on it."""
     authorize(request, need)

@@ -13,6 +13,7 @@ from proxy.control.common import (
     WRITE,
     body,
     commit,
+    commit_owned,
     found,
     new_id,
     now,
@@ -53,10 +54,8 @@ async def create(request: Request) -> Response:
     project_id = required_project(request, data, WRITE)
     await project_record(request, project_id)
     flag = validated(lambda: model.new_flag(data, id=new_id(), now=now()))
-    # The owner index is written first: a crash before the commit leaves an entry that
-    # points at no flag (a 404), never a flag that cannot be found.
-    await runtime(request).store.set_owner("flags", flag["id"], project_id)
-    return reply(await commit(request, project_id, lambda s: add_flag(s, flag)), 201)
+    added = await commit_owned(request, "flags", flag["id"], project_id, lambda s: add_flag(s, flag))
+    return reply(added, 201)
 
 
 async def list_all(request: Request) -> Response:

@@ -27,7 +27,10 @@ from proxy.store.keys import GLOBAL
 
 
 def add_project(state: ScopeState, project: model.Record) -> model.Record:
-    if any(p["slug"] == project["slug"] for p in state.of("projects").values()):
+    taken = {p["slug"] for p in state.of("projects").values()}
+    if project["slug"] is None:
+        project = {**project, "slug": model.slugify(project["name"], taken)}
+    elif project["slug"] in taken:
         raise conflict("A project with this slug already exists")
     state.put("projects", project)
     return project

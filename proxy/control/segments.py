@@ -13,6 +13,7 @@ from proxy.control.common import (
     WRITE,
     body,
     commit,
+    commit_owned,
     found,
     new_id,
     now,
@@ -34,13 +35,11 @@ async def create(request: Request) -> Response:
     project_id = required_project(request, data, WRITE)
     await project_record(request, project_id)
     segment = validated(lambda: model.new_segment(data, id=new_id(), now=now()))
-    await runtime(request).store.set_owner("segments", segment["id"], project_id)
-
     def add(state: ScopeState) -> model.Record:
         state.put("segments", segment)
         return segment
 
-    return reply(await commit(request, project_id, add), 201)
+    return reply(await commit_owned(request, "segments", segment["id"], project_id, add), 201)
 
 
 async def list_all(request: Request) -> Response:

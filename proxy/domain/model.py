@@ -128,9 +128,14 @@ def _environment(check: _Check, project: Record, name: str = "environment") -> A
 # Projects ------------------------------------------------------------------------------------
 
 
-def slugify(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64]
-    return slug or "project"
+def slugify(name: str, taken: set[str]) -> str:
+    """A slug from the name that no other project has (`shop`, then `shop-2`, ...)."""
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:56] or "project"
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
 
 
 def new_project(body: Mapping[str, Any], *, id: str, now: str) -> Record:
@@ -163,7 +168,7 @@ def new_project(body: Mapping[str, Any], *, id: str, now: str) -> Record:
     return {
         "id": id,
         "name": name,
-        "slug": slug if slug is not None else slugify(name),
+        "slug": slug,  # None: the store derives a free one from the name
         "environments": envs,
         "settings": settings,
         "created_at": now,

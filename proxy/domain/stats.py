@@ -20,13 +20,13 @@ CLOSED_FORM_MAX_TERMS = 20_000
 _GAMMA_EPS = 1e-15
 _GAMMA_MAX_ITER = 10_000
 _TINY = 1e-300
-# Half-width of the window kept around each Beta density, in standard deviations. The fallback
-# only runs when every Beta parameter exceeds CLOSED_FORM_MAX_TERMS, where the densities are
-# within a fraction of a percent of normal, so the mass left out is about exp(-72).
-_WINDOW_SD = 12.0
+# The integration window ends where a density falls below exp(-_LOG_FLOOR) of its peak: the
+# mass left out is then far below 1e-20 of the whole.
+_LOG_FLOOR = 80.0
+_BISECTIONS = 200
 _PANEL_SD = 0.5
 _GL_NODES = 16
-_GL_SUB_NODES = 8
+_GL_GAP_NODES = 6
 
 
 def experiment_results(
@@ -112,27 +112,35 @@ def _newcombe_interval(x_t: int, n_t: int, x_c: int, n_c: int) -> list[float]:
 
 
 # --- chance to beat control -------------------------------------------------------------------
+#
+# Which method runs where (T = treatment, C = control, parameters a = 1 + conversions,
+# b = 1 + non-conversions):
+# - Evan Miller's closed-form sum, exact, with as many terms as one Beta parameter. It can run
+#   over any of the four: ties have probability 0, so P(T > C) = 1 - P(C > T), and 1 - X ~
+#   Beta(b, a) turns a beta into an alpha. Over a_t or b_c it gives P(T > C) directly; over a_c
+#   or b_t it gives the complement, which is only kept when it leaves P(T > C) >= 0.5 (lgamma
+#   rounds to about 1e-8 relative at counts of 10 million, and 1 - x would magnify that when
+#   P(T > C) is small).
+# - Otherwise, when the smallest usable parameter exceeds CLOSED_FORM_MAX_TERMS, composite
+#   Gauss-Legendre quadrature of f_T(x) F_C(x) over the region where the densities are
+#   non-negligible; its cost does not grow with the counts.
 
 
 def chance_to_beat(a_t: int, b_t: int, a_c: int, b_c: int) -> float:
-    """P(T > C) for T ~ Beta(a_t, b_t), C ~ Beta(a_c, b_c), all parameters >= 1.
-
-    Evan Miller's closed-form sum is exact but has as many terms as one Beta parameter, so it is
-    run over whichever of the four parameters is smallest (ties have probability 0, so P(T > C)
-    = 1 - P(C > T); and 1 - X ~ Beta(b, a) turns either beta into an alpha). Only when all four
-    exceed CLOSED_FORM_MAX_TERMS is the probability integrated numerically instead.
-    """
-    smallest = min(a_t, b_t, a_c, b_c)
-    if smallest > CLOSED_FORM_MAX_TERMS:
-        p = _integrated_chance(a_t, b_t, a_c, b_c)
-    elif smallest == a_t:
-        p = _closed_form(a_c, b_c, a_t, b_t)
-    elif smallest == a_c:
-        p = 1 - _closed_form(a_t, b_t, a_c, b_c)
-    elif smallest == b_c:
-        p = _closed_form(b_t, a_t, b_c, a_c)
+    """P(T > C) for T ~ Beta(a_t, b_t) and C ~ Beta(a_c, b_c), all parameters >= 1."""
+    direct = min(a_t, b_c)
+    complement = min(a_c, b_t)
+    if complement < direct and complement <= CLOSED_FORM_MAX_TERMS:
+        if a_c <= b_t:
+            p = 1 - _closed_form(a_t, b_t, a_c, b_c)
+        else:
+            p = 1 - _closed_form(b_c, a_c, b_t, a_t)
+        if p >= 0.5:
+            return min(1.0, p)
+    if direct <= CLOSED_FORM_MAX_TERMS:
+        p = _closed_form(a_c, b_c, a_t, b_t) if a_t <= b_c else _closed_form(b_t, a_t, b_c, a_c)
     else:
-        p = 1 - _closed_form(b_c, a_c, b_t, a_t)
+        p = integrated_chance(a_t, b_t, a_c, b_c)
     return min(1.0, max(0.0, p))
 
 
@@ -158,50 +166,70 @@ def _closed_form(a_a: int, b_a: int, a_b: int, b_b: int) -> float:
 
 
 @cache
-def _gauss_legendre(k: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Nodes and weights of k-point Gauss-Legendre on [-1, 1], by Newton's method."""
-    nodes: list[float] = []
-    weights: list[float] = []
-    for j in range(1, k + 1):
-        x = math.cos(math.pi * (j - 0.25) / (k + 0.5))
-        for _ in range(100):
-            p0, p1 = 1.0, x
-            for m in range(2, k + 1):
-                p0, p1 = p1, ((2 * m - 1) * x * p1 - (m - 1) * p0) / m
-            derivative = k * (x * p1 - p0) / (x * x - 1)
-            step = p1 / derivative
-            x -= step
-            if abs(step) < 1e-16:
-                break
+def _gauss_legendre(k: int) -> tuple[tuple[float, float], ...]:
+    """(node, weight) pairs of k-point Gauss-Legendre on [-1, 1], by Newton's method."""
+
+    def legendre(x: float) -> tuple[float, float]:
         p0, p1 = 1.0, x
         for m in range(2, k + 1):
             p0, p1 = p1, ((2 * m - 1) * x * p1 - (m - 1) * p0) / m
-        derivative = k * (x * p1 - p0) / (x * x - 1)
-        nodes.append(x)
-        weights.append(2 / ((1 - x * x) * derivative * derivative))
-    order = sorted(range(k), key=lambda j: nodes[j])
-    return tuple(nodes[j] for j in order), tuple(weights[j] for j in order)
+        return p1, k * (x * p1 - p0) / (x * x - 1)
+
+    pairs = []
+    for j in range(1, k + 1):
+        x = math.cos(math.pi * (j - 0.25) / (k + 0.5))
+        for _ in range(100):
+            value, slope = legendre(x)
+            x -= value / slope
+            if abs(value / slope) < 1e-16:
+                break
+        slope = legendre(x)[1]
+        pairs.append((x, 2 / ((1 - x * x) * slope * slope)))
+    return tuple(sorted(pairs))
 
 
-def _beta_shape(a: int, b: int) -> tuple[Callable[[float], float], float, float, float]:
-    """A Beta(a, b) density scaled to 1 at its mode (a, b > 1), its window [lo, hi], its sd.
+class _BetaShape:
+    """A Beta(a, b) density scaled to 1 at its mode, and the window [lo, hi] outside which it
+    stays below exp(-_LOG_FLOOR) of its peak.
 
-    Scaling by the mode instead of 1/B(a, b) avoids subtracting lgammas of order 1e8; the
-    logs of x/mode and (1-x)/(1-mode) go through log1p so the density keeps full precision in
-    the tails. Normalisation is done numerically by the caller, with the same quadrature.
+    Scaling by the peak instead of 1/B(a, b) avoids subtracting lgammas of order 1e8, and
+    writing the logs around the mean with log1p keeps full precision at 10 million counts; the
+    caller normalises numerically with the same quadrature. The window comes from bisection on
+    the log-density, which is concave, so it is as wide as skewed (small-count) shapes need.
     """
-    mode = (a - 1) / (a + b - 2)
-    total = a + b
-    sd = math.sqrt(a * b / (total * total * (total + 1)))
-    mean = a / total
 
-    def density(x: float) -> float:
-        d = x - mode
-        return math.exp((a - 1) * math.log1p(d / mode) + (b - 1) * math.log1p(-d / (1 - mode)))
+    def __init__(self, a: int, b: int) -> None:
+        self.a, self.b = a, b
+        total = a + b
+        self.mean = a / total
+        self.sd = math.sqrt(a * b / (total * total * (total + 1)))
+        mode = (a - 1) / (total - 2) if total > 2 else 0.5
+        self.peak = 0.0
+        self.peak = self.log_density(mode)
+        self.lo = 0.0 if a == 1 else self._edge(0.0, mode)
+        self.hi = 1.0 if b == 1 else self._edge(1.0, mode)
 
-    lo = max(0.0, mean - _WINDOW_SD * sd)
-    hi = min(1.0, mean + _WINDOW_SD * sd)
-    return density, lo, hi, sd
+    def log_density(self, x: float) -> float:
+        d = x - self.mean
+        # A zero exponent is skipped rather than multiplied, so the peak of Beta(1, b) at 0 and
+        # of Beta(a, 1) at 1 is finite.
+        left = (self.a - 1) * math.log1p(d / self.mean) if self.a > 1 else 0.0
+        right = (self.b - 1) * math.log1p(-d / (1 - self.mean)) if self.b > 1 else 0.0
+        return left + right - self.peak
+
+    def density(self, x: float) -> float:
+        return math.exp(self.log_density(x))
+
+    def _edge(self, outside: float, inside: float) -> float:
+        for _ in range(_BISECTIONS):
+            middle = (outside + inside) / 2
+            if middle in (outside, inside):
+                break
+            if self.log_density(middle) < -_LOG_FLOOR:
+                outside = middle
+            else:
+                inside = middle
+        return outside
 
 
 def _panels(lo: float, hi: float, width: float) -> list[tuple[float, float]]:
@@ -210,60 +238,47 @@ def _panels(lo: float, hi: float, width: float) -> list[tuple[float, float]]:
     return [(lo + j * step, lo + (j + 1) * step if j < count - 1 else hi) for j in range(count)]
 
 
-def _integrate(f: Callable[[float], float], lo: float, hi: float, width: float) -> float:
+def _integrate(f: Callable[[float], float], lo: float, hi: float, width: float, k: int) -> float:
     if hi <= lo:
         return 0.0
-    nodes, weights = _gauss_legendre(_GL_NODES)
+    rule = _gauss_legendre(k)
     parts = []
     for p0, p1 in _panels(lo, hi, width):
         half, mid = (p1 - p0) / 2, (p1 + p0) / 2
-        parts.append(
-            half * math.fsum(w * f(mid + half * t) for t, w in zip(nodes, weights, strict=True))
-        )
+        parts.append(half * math.fsum(w * f(mid + half * t) for t, w in rule))
     return math.fsum(parts)
 
 
-def _integrated_chance(a_t: int, b_t: int, a_c: int, b_c: int) -> float:
+def integrated_chance(a_t: int, b_t: int, a_c: int, b_c: int) -> float:
     """P(T > C) = integral of f_T(x) F_C(x) dx, by composite Gauss-Legendre quadrature.
 
     Panels are half a standard deviation of the narrower density wide, so 16 nodes integrate
-    them to rounding error. F_C at each node is carried forward node to node by a further
-    8-point rule over the short gap. Only the windows where the densities are non-negligible
-    are visited, so the cost does not grow with the counts.
+    them to rounding error. F_C is carried forward from node to node by a further small rule
+    over each gap, so it stays accurate in relative terms even where it is tiny.
     """
-    f_t, lo_t, hi_t, sd_t = _beta_shape(a_t, b_t)
-    f_c, lo_c, hi_c, sd_c = _beta_shape(a_c, b_c)
-    if hi_c <= lo_t:
+    t, c = _BetaShape(a_t, b_t), _BetaShape(a_c, b_c)
+    if c.hi <= t.lo:
         return 1.0
-    if hi_t <= lo_c:
+    if t.hi <= c.lo:
         return 0.0
-    width_t = _PANEL_SD * sd_t
-    width_c = _PANEL_SD * sd_c
-    z_t = _integrate(f_t, lo_t, hi_t, width_t)
-    z_c = _integrate(f_c, lo_c, hi_c, width_c)
-    # Above C's window F_C is 1, so T's mass there counts whole.
-    above = _integrate(f_t, max(lo_t, hi_c), hi_t, width_t) * z_c
-    start, end = max(lo_t, lo_c), min(hi_t, hi_c)
-    cdf = _integrate(f_c, lo_c, start, width_c)
-    nodes, weights = _gauss_legendre(_GL_NODES)
-    sub_nodes, sub_weights = _gauss_legendre(_GL_SUB_NODES)
-
-    def f_c_between(u: float, v: float) -> float:
-        half, mid = (v - u) / 2, (v + u) / 2
-        return half * math.fsum(
-            w * f_c(mid + half * s) for s, w in zip(sub_nodes, sub_weights, strict=True)
-        )
-
+    width_t, width_c = _PANEL_SD * t.sd, _PANEL_SD * c.sd
+    z_t = _integrate(t.density, t.lo, t.hi, width_t, _GL_NODES)
+    z_c = _integrate(c.density, c.lo, c.hi, width_c, _GL_NODES)
+    # Above C's window F_C is 1, so T's mass there counts whole; below it, not at all.
+    above = _integrate(t.density, max(t.lo, c.hi), t.hi, width_t, _GL_NODES) * z_c
+    start, end = max(t.lo, c.lo), min(t.hi, c.hi)
+    cdf = _integrate(c.density, c.lo, start, width_c, _GL_NODES)
+    rule = _gauss_legendre(_GL_NODES)
     overlap = []
     for p0, p1 in _panels(start, end, min(width_t, width_c)):
         half, mid = (p1 - p0) / 2, (p1 + p0) / 2
         previous = p0
-        for t, w in zip(nodes, weights, strict=True):
-            x = mid + half * t
-            cdf += f_c_between(previous, x)
-            overlap.append(half * w * f_t(x) * cdf)
+        for node, w in rule:
+            x = mid + half * node
+            cdf += _integrate(c.density, previous, x, x - previous, _GL_GAP_NODES)
+            overlap.append(half * w * t.density(x) * cdf)
             previous = x
-        cdf += f_c_between(previous, p1)
+        cdf += _integrate(c.density, previous, p1, p1 - previous, _GL_GAP_NODES)
     return (math.fsum(overlap) + above) / (z_t * z_c)
 
 

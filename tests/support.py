@@ -1,0 +1,208 @@
+"""Real processes for the tests: redis-server on a free port, `python -m proxy serve`, and a
+small keep-alive HTTP client. Nothing here is a fake: tests talk to what users run."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from proxy.store.embedded import free_port, redis_server_binary
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOTSTRAP = "kr_live_abc123def456"
+
+
+class RedisProcess:
+    """A redis-server of the tests' own, which fault tests may stop, pause and restart."""
+
+    def __init__(self, directory: Path, port: int | None = None, persist: bool = False) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.persist = persist
+        self.proc: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.directory), "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else []
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not self.answers():
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+        return self
+
+    def answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.body) if self.body else None
+
+
+class Client:
+    """HTTP/1.1 keep-alive client bound to one server and one token."""
+
+    def __init__(self, port: int, token: str | None = BOOTSTRAP) -> None:
+        self.port = port
+        self.token = token
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+
+    def with_token(self, token: str | None) -> Client:
+        return Client(self.port, token)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        h = dict(headers or {})
+        if self.token is not None:
+            h.setdefault("Authorization", f"Bearer {self.token}")
+        data = raw if raw is not None else (None if body is None else orjson.dumps(body))
+        if data is not None:
+            h.setdefault("Content-Type", "application/json")
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=data, headers=h)
+                r = self.conn.getresponse()
+                return Reply(r.status, r.read(), {k.lower(): v for k, v in r.getheaders()})
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get(self, path: str, **kw: Any) -> Reply:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return self.request("POST", path, body, **kw)
+
+    def patch(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return self.request("PATCH", path, body, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Reply:
+        return self.request("DELETE", path, **kw)
+
+
+class ServerProcess:
+    """`python -m proxy serve` on a free port."""
+
+    def __init__(self, redis_url: str | None, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.env = {
+            **os.environ,
+            "EDGE_PORT": str(self.port),
+            "EDGE_DATA_DIR": str(data_dir),
+            "EDGE_BOOTSTRAP_KEY": BOOTSTRAP,
+            "EDGE_POLL_INTERVAL": "1",
+            "EDGE_LOG_LEVEL": "warning",
+            **env,
+        }
+        if redis_url is not None:
+            self.env["REDIS_URL"] = redis_url
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / f"server-{self.port}.log"
+
+    def start(self, wait_ready: bool = True) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        if wait_ready:
+            self.wait("/readyz", 200)
+        return self
+
+    def wait(self, path: str, status: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            try:
+                if self.client(None).get(path).status == status:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{path} never answered {status}:\n{self.log.read_text()}")
+
+    def client(self, token: str | None = BOOTSTRAP) -> Client:
+        return Client(self.port, token)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+
+def eventually(check: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll `check` until it returns a truthy value (convergence across processes)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
