@@ -156,14 +156,14 @@ class ServerProcess:
 
     def start(self, wait_ready: bool = True) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "proxy", "serve"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         if wait_ready:
             self.wait("/readyz", 200)
         return self

@@ -54,7 +54,9 @@ async def create(request: Request) -> Response:
     project_id = required_project(request, data, WRITE)
     await project_record(request, project_id)
     flag = validated(lambda: model.new_flag(data, id=new_id(), now=now()))
-    added = await commit_owned(request, "flags", flag["id"], project_id, lambda s: add_flag(s, flag))
+    added = await commit_owned(
+        request, "flags", flag["id"], project_id, lambda s: add_flag(s, flag)
+    )
     return reply(added, 201)
 
 

@@ -35,6 +35,7 @@ async def create(request: Request) -> Response:
     project_id = required_project(request, data, WRITE)
     await project_record(request, project_id)
     segment = validated(lambda: model.new_segment(data, id=new_id(), now=now()))
+
     def add(state: ScopeState) -> model.Record:
         state.put("segments", segment)
         return segment
