@@ -44,6 +44,20 @@ def rule_of(state: ScopeState, flag_id: str, rule_id: str) -> model.Record:
     return rule
 
 
+def place(state: ScopeState, rule: model.Record) -> model.Record:
+    """Put `rule` at index `rule["position"]` of its flag's rules in its environment and
+    renumber them 0..n-1: positions are the evaluation order, as in a list."""
+    others = [
+        r for r in flag_rules(state, rule["flag_id"], rule["environment"]) if r["id"] != rule["id"]
+    ]
+    index = min(rule["position"], len(others))
+    ordered = [*others[:index], rule, *others[index:]]
+    for i, r in enumerate(ordered):
+        if r is rule or r["position"] != i:
+            state.put("rules", {**r, "position": i})
+    return {**rule, "position": index}
+
+
 async def create(request: Request) -> Response:
     flag_id = path_id(request, "flag_id")
     project_id = await project_of(request, "flags", flag_id, WRITE)
@@ -59,13 +73,12 @@ async def create(request: Request) -> Response:
                 flag=flag,
                 project=project,
                 segments=state.of("segments"),
-                next_position=max((r["position"] for r in existing), default=-1) + 1,
+                next_position=len(existing),
                 id=new_id(),
                 now=now(),
             )
         )
-        state.put("rules", rule)
-        return rule
+        return place(state, rule)
 
     return reply(await commit(request, project_id, add), 201)
 
@@ -95,8 +108,7 @@ async def update(request: Request) -> Response:
                 rule, data, flag=flag, segments=state.of("segments"), now=now()
             )
         )
-        state.put("rules", updated)
-        return updated
+        return place(state, updated)
 
     return reply(await commit(request, project_id, patch))
 
