@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,6 +46,9 @@ def _with_store(settings: Settings, work: Callable[[ConfigStore], Awaitable[Any]
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    # Uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
+    # one a no-op, so a graceful stop exits 0 as orchestrators expect.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if settings.redis_mode != "sentinel":
         # Resolve once, before workers fork, so they all share the embedded Redis.
         os.environ["REDIS_URL"] = resolve_url(settings)

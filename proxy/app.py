@@ -26,6 +26,7 @@ from proxy.settings import Settings
 from proxy.store.config import ConfigStore, Conflict
 from proxy.store.connection import connect, connect_pubsub, resolve_url
 from proxy.store.events import EventStore
+from proxy.store.spool import Spool
 
 log = logging.getLogger("proxy")
 
@@ -39,8 +40,10 @@ class Runtime:
         self.redis = connect(settings, url)
         self.store = ConfigStore(self.redis)
         self.events = EventStore(self.redis)
+        self.spool = Spool(settings.data_dir / "spool", settings.spool_max_bytes)
         self.exposures = ExposureBuffer(
             self.events,
+            self.spool,
             buffer_max=settings.exposure_buffer_max,
             seen_max=settings.exposure_seen_max,
         )
@@ -51,21 +54,25 @@ class Runtime:
             poll_interval=settings.poll_interval,
             lkg_path=settings.data_dir / "snapshot.json",
         )
-        self.conversions = ConversionWriter(self.events)
+        self.conversions = ConversionWriter(self.events, self.spool)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        # Bounded waits: the port must answer within seconds even when Redis does not.
         if self.settings.bootstrap_key and not await self._bootstrap():
             self._tasks.append(asyncio.create_task(self._bootstrap_until_done()))
-        await self.sync.start(wait=5.0)
+        await self.sync.start(wait=3.0)
         interval = self.settings.exposure_flush_interval
         self._tasks.append(asyncio.create_task(self.exposures.run(interval)))
+        self._tasks.append(asyncio.create_task(self.spool.run(self.events, 1.0)))
 
     async def _bootstrap(self) -> bool:
         assert self.settings.bootstrap_key
         try:
-            await keys.ensure_bootstrap_key(self.store, self.settings.bootstrap_key)
-        except (RedisError, OSError) as e:
+            await asyncio.wait_for(
+                keys.ensure_bootstrap_key(self.store, self.settings.bootstrap_key), 2.0
+            )
+        except (RedisError, OSError, TimeoutError) as e:
             log.warning("bootstrap key not written yet (%s)", type(e).__name__)
             return False
         return True
@@ -78,8 +85,8 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await self.conversions.close()
-        with contextlib.suppress(Exception):
-            await self.exposures.flush()
+        await self.exposures.flush()  # to Redis, or to the spool
+        self.spool.close()
         await self.sync.stop()
         with contextlib.suppress(Exception):
             await self.redis.aclose()

@@ -4,7 +4,7 @@
 the batch every `exposure_flush_interval`. Memory is bounded twice: the dedup set is cleared
 when full (Redis sets dedupe anyway; this only saves writes) and the batch drops, and counts,
 what exceeds its bound; a dropped exposure is not remembered as seen, so the user's next
-evaluate records it again.
+evaluate records it again. A batch that Redis refuses goes to the durable spool.
 """
 
 from __future__ import annotations
@@ -12,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from redis.exceptions import RedisError
+
 from proxy.store.events import EventStore, Exposure
+from proxy.store.spool import Spool, SpoolFull
 
 
 class ExposureBuffer:
-    def __init__(self, events: EventStore, *, buffer_max: int, seen_max: int) -> None:
+    def __init__(self, events: EventStore, spool: Spool, *, buffer_max: int, seen_max: int) -> None:
         self.events = events
+        self.spool = spool
         self.buffer_max = buffer_max
         self.seen_max = seen_max
         self.seen: set[str] = set()
         self.pending: list[Exposure] = []
         self.dropped = 0
         self.written = 0
-        self.failed_flushes = 0
+        self.spooled = 0
 
     def record(self, experiment_id: str, variant: int, user_id: str) -> None:
         marker = experiment_id + user_id
@@ -44,16 +48,13 @@ class ExposureBuffer:
         batch, self.pending = self.pending, []
         try:
             await self.events.add_exposures(batch)
-        except Exception:
-            self.failed_flushes += 1
-            # Keep what fits for the next flush; forget the rest as seen so it is recorded again.
-            room = self.buffer_max - len(self.pending)
-            self.pending[:0] = batch[:room]
-            for experiment_id, _, user_id in batch[room:]:
-                self.seen.discard(experiment_id + user_id)
-            self.dropped += max(0, len(batch) - room)
-            raise
-        self.written += len(batch)
+            self.written += len(batch)
+        except (RedisError, OSError, TimeoutError):
+            try:
+                await self.spool.append(exposures=batch)
+                self.spooled += len(batch)
+            except SpoolFull:
+                self.dropped += len(batch)
 
     async def run(self, interval: float) -> None:
         while True:

@@ -8,6 +8,7 @@ while a batch is on the wire the next one gathers, so batches grow with the load
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
@@ -19,19 +20,31 @@ from proxy.edge.evaluate import authenticate, user_id_of
 from proxy.edge.sync import Sync
 from proxy.errors import ApiError, conflict, forbidden, invalid, not_found, unavailable
 from proxy.store.events import Conversion, EventStore
+from proxy.store.spool import Spool, SpoolFull
 
+log = logging.getLogger("proxy.track")
 OK = orjson.dumps({"data": {"ok": True}})
 DEFAULT_GOAL = "conversion"
 MAX_USER_ID = 256
 
 
 class ConversionWriter:
-    def __init__(self, events: EventStore) -> None:
+    """Conversions to Redis in shared pipelines, or to the durable spool when Redis fails.
+
+    After a failure, batches go straight to the spool for `bypass_for` seconds instead of each
+    waiting out the Redis timeout; the spool replays into Redis when it answers again.
+    """
+
+    def __init__(self, events: EventStore, spool: Spool, bypass_for: float = 1.0) -> None:
         self.events = events
+        self.spool = spool
+        self.bypass_for = bypass_for
+        self.bypass_until = 0.0
         self.queue: list[tuple[Conversion, asyncio.Future[bool]]] = []
         self.draining: asyncio.Task[None] | None = None
         self.accepted = 0
         self.duplicates = 0
+        self.spooled = 0
 
     async def write(self, conversion: Conversion) -> bool:
         """True when new, False for a duplicate; raises when Redis did not take it."""
@@ -46,8 +59,9 @@ class ConversionWriter:
         try:
             while self.queue:
                 batch, self.queue = self.queue, []
+                conversions = [c for c, _ in batch]
                 try:
-                    added = await self.events.add_conversions([c for c, _ in batch])
+                    added = await self._write(conversions)
                 except Exception as e:
                     for _, future in batch:
                         if not future.done():
@@ -60,6 +74,19 @@ class ConversionWriter:
                         future.set_result(new)
         finally:
             self.draining = None
+
+    async def _write(self, conversions: list[Conversion]) -> list[bool]:
+        """True where new, as Redis says; spooled ones count as new (Redis will dedupe)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self.bypass_until:
+            try:
+                return await self.events.add_conversions(conversions)
+            except (RedisError, OSError, TimeoutError) as e:
+                log.warning("conversions go to the spool: Redis failed (%s)", type(e).__name__)
+                self.bypass_until = loop.time() + self.bypass_for
+        await self.spool.append(conversions=conversions)  # raises SpoolFull past its bound
+        self.spooled += len(conversions)
+        return [True] * len(conversions)
 
     async def close(self) -> None:
         if self.draining is not None:
@@ -111,8 +138,8 @@ class Track:
                 raise conflict("User is not in the experiment's traffic")
             try:
                 await self.writer.write((experiment_id, goal, variant, user_id))
-            except (RedisError, OSError, TimeoutError):
-                raise unavailable("conversion store unreachable") from None
+            except SpoolFull:
+                raise unavailable("Redis is unreachable and the conversion spool is full") from None
         except ApiError as e:
             await wire.reply(send, e.status, e.body())
             return
