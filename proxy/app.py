@@ -6,22 +6,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
-from proxy import ops
+from proxy import ofrep, openapi, ops
 from proxy.control import experiments, flags, keys, projects, rules, segments
+from proxy.control.common import runtime
 from proxy.edge import wire
+from proxy.edge.auth import Auth
 from proxy.edge.evaluate import Evaluate
 from proxy.edge.exposures import ExposureBuffer
 from proxy.edge.sync import Sync
 from proxy.edge.track import ConversionWriter, Track
 from proxy.errors import ApiError, unavailable
+from proxy.metrics import Metrics
+from proxy.ofrep import Ofrep
 from proxy.settings import Settings
 from proxy.store.config import ConfigStore, Conflict
 from proxy.store.connection import connect, connect_pubsub, resolve_url
@@ -55,6 +62,8 @@ class Runtime:
             lkg_path=settings.data_dir / "snapshot.json",
         )
         self.conversions = ConversionWriter(self.events, self.spool)
+        self.auth = Auth(self.sync, settings.rate_limit_per_second)
+        self.metrics = Metrics()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -93,25 +102,68 @@ class Runtime:
 
 
 class EdgeApp:
-    """The hot routes without a router: one dict lookup, then the handler; the rest goes to
-    Starlette."""
+    """The hot routes without a router (evaluate, track, OFREP: a dict lookup, then the
+    handler, with CORS when origins are configured); everything else goes to Starlette."""
 
     def __init__(self, runtime: Runtime, app: Starlette) -> None:
         self.runtime = runtime
         self.app = app
+        self.metrics = runtime.metrics if runtime.settings.metrics else None
         limit = runtime.settings.max_body_bytes
         self.hot: dict[str, Evaluate | Track] = {
-            "/api/v1/flags/evaluate": Evaluate(runtime.sync, limit),
-            "/api/v1/flags/track": Track(runtime.sync, runtime.conversions, limit),
+            "/api/v1/flags/evaluate": Evaluate(runtime.auth, limit),
+            "/api/v1/flags/track": Track(runtime.auth, runtime.conversions, limit),
         }
+        self.ofrep = Ofrep(runtime.auth, limit)
+        self.edge: ASGIApp = self.dispatch_hot
+        if runtime.settings.cors_origins:
+            self.edge = CORSMiddleware(
+                self.dispatch_hot,
+                allow_origins=runtime.settings.cors_origins,
+                allow_methods=["POST"],
+                allow_headers=["authorization", "content-type", "x-api-key", "if-none-match"],
+                expose_headers=["etag"],
+                max_age=600,
+            )
 
     async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self.hot.get(scope["path"])
-            if handler is not None:
-                await handler(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] in ("POST", "OPTIONS"):
+            path = scope["path"]
+            if path in self.hot or path.startswith(ofrep.PREFIX):
+                await self.edge(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        if self.metrics is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def observed_send(message: wire.Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            route = scope.get("route")
+            label = f"{scope['method']} {route.path if route is not None else 'unmatched'}"
+            self.metrics.observe(label, status, time.perf_counter() - start)
+
+    async def dispatch_hot(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> None:
+        path = scope["path"]
+        if scope["method"] != "POST":  # an OPTIONS that is not a CORS preflight
+            await wire.reply_error(send, ApiError(405, "Method not allowed"))
+            return
+        handler = self.hot.get(path) or self.ofrep
+        if self.metrics is None:
+            await handler(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = await handler(scope, receive, send)
+        label = "POST " + (path if handler is not self.ofrep else ofrep.PREFIX + "/*")
+        self.metrics.observe(label, status, time.perf_counter() - start)
 
 
 def _error(status: int, body: bytes) -> Response:
@@ -120,7 +172,10 @@ def _error(status: int, body: bytes) -> Response:
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _error(exc.status, exc.body())
+    response = _error(exc.status, exc.body())
+    for name, value in exc.headers:
+        response.headers[name.decode()] = value.decode()
+    return response
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -132,6 +187,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def store_error(request: Request, exc: Exception) -> Response:
+    runtime(request).metrics.redis_errors += 1
     err = unavailable("configuration store unreachable")
     return _error(err.status, err.body())
 
@@ -160,6 +216,7 @@ def create_app(settings: Settings | None = None) -> EdgeApp:
     # Literal paths before `{flag_id}`: /flags/projects and /flags/segments are not flags.
     routes = [
         *ops.routes,
+        *openapi.routes,
         *keys.routes,
         *projects.routes,
         *segments.routes,

@@ -10,10 +10,17 @@ import orjson
 class ApiError(Exception):
     """Raised anywhere below a route; rendered by the app as the documented error shape."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or []
         self.extra = extra
 
     def body(self) -> bytes:

@@ -40,7 +40,14 @@ async def readyz(request: Request) -> Response:
     return _json({"status": "ready"})
 
 
+async def metrics(request: Request) -> Response:
+    rt = runtime(request)
+    body = rt.metrics.render(rt)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 routes = [
+    Route("/metrics", metrics, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]

@@ -65,6 +65,7 @@ class Settings:
     redis_max_connections: int = 32
     shutdown_timeout: float = 8.0
     log_level: str = "info"
+    metrics: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -98,6 +99,7 @@ class Settings:
             redis_max_connections=_int(e, "EDGE_REDIS_MAX_CONNECTIONS", 32),
             shutdown_timeout=_float(e, "EDGE_SHUTDOWN_TIMEOUT", 8.0),
             log_level=e.get("EDGE_LOG_LEVEL") or "info",
+            metrics=(e.get("EDGE_METRICS") or "1") not in ("0", "false", "off"),
         )
         if s.workers < 1:
             raise SettingsError("EDGE_WORKERS must be at least 1")

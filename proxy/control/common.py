@@ -14,7 +14,6 @@ from starlette.responses import Response
 
 from proxy.domain.model import ValidationError, is_id
 from proxy.edge import wire
-from proxy.edge.evaluate import authenticate
 from proxy.edge.snapshot import ApiKey
 from proxy.errors import ApiError, forbidden, invalid, not_found
 from proxy.store.config import ScopeState
@@ -35,7 +34,7 @@ def runtime(request: Request) -> Runtime:
 def authorize(request: Request, need: str, project_id: str | None = None) -> ApiKey:
     """The key, if it has scope `need` (ADMIN: `*` and no project restriction) and may see
     `project_id`; 401/403 otherwise."""
-    key = authenticate(runtime(request).sync, request.scope)
+    key = runtime(request).auth.key(request.scope)
     if need == ADMIN:
         if "*" not in key.scopes or key.project_ids is not None:
             raise forbidden()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.edge import wire
+from proxy.edge.auth import Auth
 from proxy.edge.snapshot import ApiKey
-from proxy.edge.sync import Sync
-from proxy.errors import ApiError, forbidden, invalid, not_found, unauthorized, unavailable
+from proxy.errors import ApiError, forbidden, invalid, not_found
 
 
 def user_id_of(context: dict[str, Any]) -> str | None:
@@ -24,21 +24,22 @@ def user_id_of(context: dict[str, Any]) -> str | None:
 
 
 class Evaluate:
-    def __init__(self, sync: Sync, max_body: int) -> None:
-        self.sync = sync
+    def __init__(self, auth: Auth, max_body: int) -> None:
+        self.auth = auth
+        self.sync = auth.sync
         self.max_body = max_body
 
-    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> None:
+    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> int:
         try:
-            key = authenticate(self.sync, scope)
+            key = self.auth.key(scope)
             if not key.can_evaluate:
                 raise forbidden()
             data = wire.json_object(await wire.read_body(scope, receive, self.max_body))
             body = self.answer(key, data)
         except ApiError as e:
-            await wire.reply(send, e.status, e.body())
-            return
+            return await wire.reply_error(send, e)
         await wire.reply(send, 200, body, wire.PRIVATE_HEADERS)
+        return 200
 
     def answer(self, key: ApiKey, data: dict[str, Any]) -> bytes:
         project_id = data.get("project_id")
@@ -61,13 +62,3 @@ class Evaluate:
         elif not isinstance(context, dict):
             raise invalid({"context": "must be an object"})
         return plan.render(context, user_id_of(context))
-
-
-def authenticate(sync: Sync, scope: wire.Scope) -> ApiKey:
-    """The request's key: 503 before any snapshot is loaded, 401 when unknown or revoked."""
-    if not sync.loaded:
-        raise unavailable("no configuration snapshot loaded yet")
-    key = sync.snapshot.keys.get(wire.token_hash(scope) or "")
-    if key is None:
-        raise unauthorized()
-    return key

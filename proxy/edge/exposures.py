@@ -29,6 +29,7 @@ class ExposureBuffer:
         self.dropped = 0
         self.written = 0
         self.spooled = 0
+        self.redis_errors = 0
 
     def record(self, experiment_id: str, variant: int, user_id: str) -> None:
         marker = experiment_id + user_id
@@ -50,6 +51,7 @@ class ExposureBuffer:
             await self.events.add_exposures(batch)
             self.written += len(batch)
         except (RedisError, OSError, TimeoutError):
+            self.redis_errors += 1
             try:
                 await self.spool.append(exposures=batch)
                 self.spooled += len(batch)

@@ -51,6 +51,8 @@ class Sync:
         self.from_lkg = False  # serving a file: degraded until Redis confirms it
         self.confirmed_at = 0.0
         self.reconnects = 0
+        self.redis_errors = 0
+        self.loaded_at: dict[str, float] = {}  # per project, monotonic
         self.subscribed = False
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -85,6 +87,7 @@ class Sync:
                         project, state.version, state.records, self.on_exposure
                     )
                     self.snapshot = snap.with_project(self.snapshot, compiled, scope)
+                    self.loaded_at[scope] = time.monotonic()
                     missing = set()
             self._changed()
         if missing and scope != keys.GLOBAL:
@@ -151,6 +154,7 @@ class Sync:
             except Exception as e:  # Redis gone, or a bad message: reconnect and resync
                 self.subscribed = False
                 self.reconnects += 1
+                self.redis_errors += 1
                 log.warning(
                     "sync connection lost (%s); retrying in %.2fs", type(e).__name__, backoff
                 )
@@ -184,6 +188,7 @@ class Sync:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                self.redis_errors += 1
                 log.warning("version poll failed (%s)", type(e).__name__)
 
     # Last-known-good file ----------------------------------------------------------------------

@@ -16,8 +16,8 @@ from redis.exceptions import RedisError
 
 from proxy.domain.model import NAME_RE
 from proxy.edge import wire
-from proxy.edge.evaluate import authenticate, user_id_of
-from proxy.edge.sync import Sync
+from proxy.edge.auth import Auth
+from proxy.edge.evaluate import user_id_of
 from proxy.errors import ApiError, conflict, forbidden, invalid, not_found, unavailable
 from proxy.store.events import Conversion, EventStore
 from proxy.store.spool import Spool, SpoolFull
@@ -45,6 +45,7 @@ class ConversionWriter:
         self.accepted = 0
         self.duplicates = 0
         self.spooled = 0
+        self.redis_errors = 0
 
     async def write(self, conversion: Conversion) -> bool:
         """True when new, False for a duplicate; raises when Redis did not take it."""
@@ -84,6 +85,7 @@ class ConversionWriter:
             except (RedisError, OSError, TimeoutError) as e:
                 log.warning("conversions go to the spool: Redis failed (%s)", type(e).__name__)
                 self.bypass_until = loop.time() + self.bypass_for
+                self.redis_errors += 1
         await self.spool.append(conversions=conversions)  # raises SpoolFull past its bound
         self.spooled += len(conversions)
         return [True] * len(conversions)
@@ -114,14 +116,15 @@ def parse(data: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 class Track:
-    def __init__(self, sync: Sync, writer: ConversionWriter, max_body: int) -> None:
-        self.sync = sync
+    def __init__(self, auth: Auth, writer: ConversionWriter, max_body: int) -> None:
+        self.auth = auth
+        self.sync = auth.sync
         self.writer = writer
         self.max_body = max_body
 
-    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> None:
+    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> int:
         try:
-            key = authenticate(self.sync, scope)
+            key = self.auth.key(scope)
             if not key.can_evaluate:
                 raise forbidden()
             data = wire.json_object(await wire.read_body(scope, receive, self.max_body))
@@ -141,6 +144,6 @@ class Track:
             except SpoolFull:
                 raise unavailable("Redis is unreachable and the conversion spool is full") from None
         except ApiError as e:
-            await wire.reply(send, e.status, e.body())
-            return
+            return await wire.reply_error(send, e)
         await wire.reply(send, 200, OK)
+        return 200

@@ -21,12 +21,15 @@ PRIVATE_HEADERS = [*JSON_HEADERS, (b"cache-control", b"private, no-store")]
 
 
 def token_hash(scope: Scope) -> str | None:
-    """SHA-256 hex of the bearer token, the only form in which keys are known."""
+    """SHA-256 hex of the token (`Authorization: Bearer`, or OFREP's `X-API-Key`), the only
+    form in which keys are known."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             if value[:7].lower() != b"bearer ":
                 return None
             return hashlib.sha256(value[7:].strip()).hexdigest()
+        if name == b"x-api-key":
+            return hashlib.sha256(value.strip()).hexdigest()
     return None
 
 
@@ -57,6 +60,11 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise malformed()
     return data
+
+
+async def reply_error(send: Send, error: ApiError) -> int:
+    await reply(send, error.status, error.body(), [*JSON_HEADERS, *error.headers])
+    return error.status
 
 
 async def reply(

@@ -1,0 +1,52 @@
+"""Who is calling: the API key of a request, from the snapshot, and its optional rate limit.
+
+A key is known only by the SHA-256 of its token; the lookup is one dict access. The rate limit
+(`EDGE_RATE_LIMIT` requests per second per key, burst of one second's worth) is a token bucket
+per key in this process; 0 turns it off.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from proxy.edge import wire
+from proxy.edge.snapshot import ApiKey
+from proxy.edge.sync import Sync
+from proxy.errors import ApiError, unauthorized, unavailable
+
+
+class Auth:
+    def __init__(self, sync: Sync, rate_per_second: float) -> None:
+        self.sync = sync
+        self.rate = rate_per_second
+        self.buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, at)
+        self.limited = 0
+
+    def key(self, scope: wire.Scope) -> ApiKey:
+        """The request's key: 503 before any snapshot is loaded, 401 when unknown or revoked,
+        429 past its rate."""
+        if not self.sync.loaded:
+            raise unavailable("no configuration snapshot loaded yet")
+        key = self.sync.snapshot.keys.get(wire.token_hash(scope) or "")
+        if key is None:
+            raise unauthorized()
+        if self.rate > 0:
+            self._spend(key.id)
+        return key
+
+    def _spend(self, key_id: str) -> None:
+        now = time.monotonic()
+        tokens, at = self.buckets.get(key_id, (self.rate, now))
+        tokens = min(self.rate, tokens + (now - at) * self.rate)
+        if tokens < 1:
+            self.buckets[key_id] = (tokens, now)
+            self.limited += 1
+            wait = math.ceil((1 - tokens) / self.rate)
+            raise ApiError(
+                429,
+                "Rate limit exceeded",
+                retry_after=wait,
+                headers=[(b"retry-after", str(wait).encode())],
+            )
+        self.buckets[key_id] = (tokens - 1, now)

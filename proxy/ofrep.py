@@ -1,0 +1,136 @@
+"""OpenFeature Remote Evaluation Protocol (open-feature/protocol `service/openapi.yaml`).
+
+`POST /ofrep/v1/evaluate/flags/{key}` and `POST /ofrep/v1/evaluate/flags`, answered from the
+same compiled plans as evaluate: each flag's Outcome already carries value, variant and reason.
+`context.targetingKey` is the user id; the project is the key's single restricted project or
+`context.project_id`; the environment is `context.environment` or the project's default.
+Bulk answers carry an ETag over the exact bytes returned, so a different context can never
+match another's ETag and get a wrong 304.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from proxy.edge import wire
+from proxy.edge.auth import Auth
+from proxy.edge.snapshot import ApiKey, CompiledFlag, Plan
+from proxy.errors import ApiError, forbidden
+
+PREFIX = "/ofrep/v1/evaluate/flags"
+
+
+class OfrepError(Exception):
+    def __init__(self, status: int, code: str, details: str) -> None:
+        super().__init__(details)
+        self.status, self.code, self.details = status, code, details
+
+    def body(self, key: str | None) -> bytes:
+        out = {"errorCode": self.code, "errorDetails": self.details}
+        return orjson.dumps(out if key is None else {"key": key, **out})
+
+
+class Ofrep:
+    def __init__(self, auth: Auth, max_body: int) -> None:
+        self.auth = auth
+        self.sync = auth.sync
+        self.max_body = max_body
+
+    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> int:
+        path: str = scope["path"]
+        key = path[len(PREFIX) + 1 :] if path.startswith(PREFIX + "/") else None
+        try:
+            api_key = self.auth.key(scope)
+            if not api_key.can_evaluate:
+                raise forbidden()
+            raw = await wire.read_body(scope, receive, self.max_body)
+            try:
+                data = wire.json_object(raw or b"{}")
+            except ApiError:
+                raise OfrepError(400, "PARSE_ERROR", "the body is not a JSON object") from None
+            context = data.get("context", {})
+            if not isinstance(context, dict):
+                raise OfrepError(400, "INVALID_CONTEXT", "context must be an object")
+            plan, env = self.plan(api_key, context)
+            if key is not None:
+                body = self.single(plan, env, key, context)
+                await wire.reply(send, 200, body, wire.PRIVATE_HEADERS)
+                return 200
+            body = self.bulk(plan, env, context)
+        except OfrepError as e:
+            await wire.reply(send, e.status, e.body(key))
+            return e.status
+        except ApiError as e:
+            return await wire.reply_error(send, e)
+        etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
+        headers = [*wire.PRIVATE_HEADERS, (b"etag", etag)]
+        if etag in _if_none_match(scope):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return 304
+        await wire.reply(send, 200, body, headers)
+        return 200
+
+    def plan(self, api_key: ApiKey, context: dict[str, Any]) -> tuple[Plan, str]:
+        project_id = context.get("project_id")
+        if project_id is None and api_key.project_ids is not None and len(api_key.project_ids) == 1:
+            (project_id,) = api_key.project_ids
+        if not isinstance(project_id, str):
+            raise OfrepError(400, "INVALID_CONTEXT", "context.project_id is required")
+        project = self.sync.snapshot.projects.get(project_id)
+        if project is None:
+            raise OfrepError(400, "INVALID_CONTEXT", "unknown project")
+        if not api_key.allows(project_id):
+            raise forbidden()
+        env = context.get("environment", project.project["settings"]["default_environment"])
+        plan = project.plans.get(env) if isinstance(env, str) else None
+        if plan is None:
+            raise OfrepError(400, "INVALID_CONTEXT", "unknown environment for this project")
+        return plan, env
+
+    def single(self, plan: Plan, env: str, key: str, context: dict[str, Any]) -> bytes:
+        flag = plan.flags.get(key)
+        if flag is None:
+            raise OfrepError(404, "FLAG_NOT_FOUND", f"no flag {key!r} in this project")
+        user_id = _targeting_key(context)
+        if user_id is None and flag.needs_user:
+            raise OfrepError(400, "TARGETING_KEY_MISSING", "this flag's answer needs targetingKey")
+        return orjson.dumps(_result(flag, env, _with_user(context, user_id), user_id))
+
+    def bulk(self, plan: Plan, env: str, context: dict[str, Any]) -> bytes:
+        user_id = _targeting_key(context)
+        ctx = _with_user(context, user_id)
+        return orjson.dumps({"flags": [_result(f, env, ctx, user_id) for f in plan.flags.values()]})
+
+
+def _targeting_key(context: dict[str, Any]) -> str | None:
+    key = context.get("targetingKey")
+    if key is None or isinstance(key, str):
+        return key or None
+    raise OfrepError(400, "INVALID_CONTEXT", "targetingKey must be a string")
+
+
+def _with_user(context: dict[str, Any], user_id: str | None) -> dict[str, Any]:
+    """Rules name the user `user_id`, as in evaluate's context."""
+    return context if user_id is None else {**context, "user_id": user_id}
+
+
+def _result(flag: CompiledFlag, env: str, context: dict[str, Any], user_id: str | None) -> Any:
+    outcome = flag.evaluate(context, user_id)
+    return {
+        "key": flag.key,
+        "value": outcome.value,
+        "reason": outcome.reason,
+        "variant": outcome.variant,
+        "metadata": {"environment": env},
+    }
+
+
+def _if_none_match(scope: wire.Scope) -> list[bytes]:
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            return [v.strip() for v in value.split(b",")]
+    return []
