@@ -22,6 +22,7 @@ from proxy.control.keys import create_key, revoke_key, view
 from proxy.control.projects import add_project
 from proxy.domain import model
 from proxy.errors import ApiError
+from proxy.logs import log_config
 from proxy.settings import Settings, SettingsError
 from proxy.store.config import ConfigStore
 from proxy.store.connection import connect, resolve_url
@@ -64,6 +65,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
     )
     return 0
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 from redis.exceptions import RedisError
@@ -197,8 +198,14 @@ async def conflict_error(request: Request, exc: Exception) -> Response:
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _error(500, ApiError(500, "Internal server error").body())
+    """Never a stack trace or a Redis message to the client: a request id to quote instead."""
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    log.exception(
+        "unhandled error",
+        extra={"request_id": request_id, "method": request.method, "path": request.url.path},
+    )
+    body = ApiError(500, "Internal server error", request_id=request_id).body()
+    return Response(body, 500, {"x-request-id": request_id}, media_type="application/json")
 
 
 def create_app(settings: Settings | None = None) -> EdgeApp:

@@ -205,6 +205,8 @@ class _BetaShape:
         self.a, self.b = a, b
         total = a + b
         self.mean = a / total
+        # 1 - mean from b, not by subtraction: an error of 1e-16 here would be multiplied by b.
+        self.mean_complement = b / total
         self.sd = math.sqrt(a * b / (total * total * (total + 1)))
         mode = (a - 1) / (total - 2) if total > 2 else 0.5
         self.peak = 0.0
@@ -215,8 +217,9 @@ class _BetaShape:
     def log_density(self, x: float) -> float:
         # A zero exponent is skipped rather than multiplied, so the peak of Beta(1, b) at 0 and
         # of Beta(a, 1) at 1 is finite.
-        left = (self.a - 1) * _log_ratio(x, self.mean) if self.a > 1 else 0.0
-        right = (self.b - 1) * _log_ratio(1 - x, 1 - self.mean) if self.b > 1 else 0.0
+        d = x - self.mean
+        left = (self.a - 1) * _log1p_ratio(d, self.mean) if self.a > 1 else 0.0
+        right = (self.b - 1) * _log1p_ratio(-d, self.mean_complement) if self.b > 1 else 0.0
         return left + right - self.peak
 
     def density(self, x: float) -> float:
@@ -234,10 +237,11 @@ class _BetaShape:
         return outside
 
 
-def _log_ratio(x: float, y: float) -> float:
-    """log(x / y), through log1p near 1 where the exponents of up to 1e7 would magnify rounding."""
-    u = (x - y) / y
-    return math.log1p(u) if u > -0.5 else math.log(x / y)
+def _log1p_ratio(d: float, y: float) -> float:
+    """log((y + d) / y) from the offset d itself: forming y + d first (1 - x, say) would round
+    by 1e-16, which exponents of up to 1e7 magnify to 1e-9."""
+    u = d / y
+    return math.log1p(u) if u > -0.5 else math.log((y + d) / y)
 
 
 def _panels(lo: float, hi: float, width: float) -> list[tuple[float, float]]:

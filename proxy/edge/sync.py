@@ -68,32 +68,32 @@ class Sync:
         return -1 if project is None else project.version
 
     async def refresh(self, scope: str, at_least: int | None = None) -> None:
-        """Load `scope` from Redis unless the version held is already `at_least`."""
+        """Load `scope` from Redis unless the version held is already `at_least`; when it
+        returns, every project the global scope names is compiled too (whoever loaded it)."""
         lock = self._locks.setdefault(scope, asyncio.Lock())
+        unknown_project = False
         async with lock:
-            if at_least is not None and self.held_version(scope) >= at_least:
-                return
-            state = await self.store.load(scope)
-            if scope == keys.GLOBAL:
-                self.snapshot = snap.with_global(self.snapshot, state.version, state.records)
-                known = set(self.snapshot.global_records["projects"])
-                missing = known - set(self.snapshot.projects)
-            else:
-                project = self.snapshot.global_records.get("projects", {}).get(scope)
-                if project is None:  # a project newer than our global scope
-                    missing = {scope}
+            if at_least is None or self.held_version(scope) < at_least:
+                state = await self.store.load(scope)
+                if scope == keys.GLOBAL:
+                    self.snapshot = snap.with_global(self.snapshot, state.version, state.records)
+                    self._changed()
                 else:
-                    compiled = snap.compile_project(
-                        project, state.version, state.records, self.on_exposure
-                    )
-                    self.snapshot = snap.with_project(self.snapshot, compiled, scope)
-                    self.loaded_at[scope] = time.monotonic()
-                    missing = set()
-            self._changed()
-        if missing and scope != keys.GLOBAL:
+                    project = self.snapshot.global_records.get("projects", {}).get(scope)
+                    unknown_project = project is None  # newer than our global scope
+                    if project is not None:
+                        compiled = snap.compile_project(
+                            project, state.version, state.records, self.on_exposure
+                        )
+                        self.snapshot = snap.with_project(self.snapshot, compiled, scope)
+                        self.loaded_at[scope] = time.monotonic()
+                        self._changed()
+        if unknown_project:
             await self.refresh(keys.GLOBAL)
-        for project_id in missing - {scope}:
-            await self.refresh(project_id)
+        elif scope == keys.GLOBAL:
+            for project_id in self.snapshot.global_records["projects"]:
+                if project_id not in self.snapshot.projects:
+                    await self.refresh(project_id)
 
     async def resync(self) -> None:
         await self.refresh(keys.GLOBAL)
