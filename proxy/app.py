@@ -111,6 +111,7 @@ class EdgeApp:
         self.app = app
         self.metrics = runtime.metrics if runtime.settings.metrics else None
         limit = runtime.settings.max_body_bytes
+        self.max_header_bytes = runtime.settings.max_header_bytes
         self.hot: dict[str, Evaluate | Track] = {
             "/api/v1/flags/evaluate": Evaluate(runtime.auth, limit),
             "/api/v1/flags/track": Track(runtime.auth, runtime.conversions, limit),
@@ -128,6 +129,9 @@ class EdgeApp:
             )
 
     async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> None:
+        if scope["type"] == "http" and wire.header_bytes(scope) > self.max_header_bytes:
+            await wire.reply_error(send, ApiError(431, "Request headers too large"))
+            return
         if scope["type"] == "http" and scope["method"] in ("POST", "OPTIONS"):
             path = scope["path"]
             if path in self.hot or path.startswith(ofrep.PREFIX):

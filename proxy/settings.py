@@ -51,6 +51,7 @@ class Settings:
     bootstrap_key: str | None = None
     data_dir: Path = field(default_factory=lambda: Path(".edge-data"))
     max_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 16 * 1024
     # How often every process compares its project versions with Redis (pub/sub can drop).
     poll_interval: float = 2.0
     # /readyz turns 503 once the snapshot has not been confirmed current for this long.
@@ -87,6 +88,7 @@ class Settings:
             bootstrap_key=key,
             data_dir=Path(e.get("EDGE_DATA_DIR") or ".edge-data"),
             max_body_bytes=_int(e, "EDGE_MAX_BODY_BYTES", 64 * 1024),
+            max_header_bytes=_int(e, "EDGE_MAX_HEADER_BYTES", 16 * 1024),
             poll_interval=_float(e, "EDGE_POLL_INTERVAL", 2.0),
             stale_after=_float(e, "EDGE_STALE_AFTER", 30.0),
             exposure_flush_interval=_float(e, "EDGE_EXPOSURE_FLUSH_INTERVAL", 0.25),

@@ -33,6 +33,13 @@ def token_hash(scope: Scope) -> str | None:
     return None
 
 
+def header_bytes(scope: Scope) -> int:
+    size = 0
+    for name, value in scope["headers"]:
+        size += len(name) + len(value)
+    return size
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     for name, value in scope["headers"]:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
