@@ -47,7 +47,9 @@ class Runtime:
         url = None if settings.redis_mode == "sentinel" else resolve_url(settings)
         self.redis = connect(settings, url)
         self.store = ConfigStore(self.redis)
-        self.events = EventStore(self.redis)
+        self.events = EventStore(
+            self.redis, settings.redis_wait_replicas, int(settings.redis_timeout * 500)
+        )
         self.spool = Spool(settings.data_dir / "spool", settings.spool_max_bytes)
         self.exposures = ExposureBuffer(
             self.events,

@@ -137,6 +137,55 @@ def rule_fields(**overrides: Schema) -> Schema:
 
 # --- Components -------------------------------------------------------------------------------
 
+# The guide's own requests (seed/experiments-guide.txt), and one of each other kind.
+GUIDE_PROJECT = "3f2c1b4a-5d6e-4f8a-9b0c-1d2e3f4a5b6c"
+GUIDE_FLAG = "f1a2b3c4-5d6e-7f8a-9b0c-1d2e3f4a5b6c"
+GUIDE_EXPERIMENT = "e1a2b3c4-5d6e-7f8a-9b0c-1d2e3f4a5b6c"
+GUIDE_VARIANTS = [
+    {"key": "control", "value": "old_checkout", "percentage": 50},
+    {"key": "treatment", "value": "new_checkout", "percentage": 50},
+]
+EXAMPLES: dict[str, Any] = {
+    "KeyCreate": {"name": "web app", "scopes": ["flags:evaluate"], "project_ids": [GUIDE_PROJECT]},
+    "ProjectCreate": {"name": "Shop", "environments": ["production", "staging"]},
+    "FlagCreate": {
+        "project_id": GUIDE_PROJECT,
+        "key": "checkout_flow",
+        "name": "Checkout Flow",
+        "flag_type": "string",
+        "default_value": "control",
+        "description": "Checkout flow A/B test",
+    },
+    "RuleCreate": {
+        "environment": "production",
+        "conditions": [{"attribute": "country", "operator": "in", "value": ["DE", "FR"]}],
+        "value": "new_checkout",
+        "percentage": 25,
+    },
+    "SegmentCreate": {
+        "project_id": GUIDE_PROJECT,
+        "name": "Beta testers",
+        "rules": [{"key": "email", "operator": "ends_with", "value": "@example.com"}],
+        "match_type": "all",
+    },
+    "ExperimentCreate": {
+        "name": "Checkout Flow Test",
+        "environment": "production",
+        "variants": GUIDE_VARIANTS,
+    },
+    "EvaluateRequest": {
+        "project_id": GUIDE_PROJECT,
+        "environment": "production",
+        "context": {"user_id": "usr_123"},
+    },
+    "TrackRequest": {
+        "flag_id": GUIDE_FLAG,
+        "experiment_id": GUIDE_EXPERIMENT,
+        "user_id": "usr_123",
+    },
+    "OfrepRequest": {"context": {"targetingKey": "usr_123", "project_id": GUIDE_PROJECT}},
+}
+
 VARIANT = record({"key": NAME, "value": FLAG_VALUE, "percentage": percentage(whole=True)})
 FLAG_RESULT = record({"value": ANY, "rule_id": STRING_OR_NULL})
 OFREP_ERROR_CODES = ["PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL"]
@@ -438,6 +487,8 @@ SCHEMAS: dict[str, Schema] = {
         {"errorCode": {"enum": OFREP_ERROR_CODES}, "errorDetails": STRING}, "errorCode"
     ),
 }
+for _name, _example in EXAMPLES.items():
+    SCHEMAS[_name]["examples"] = [_example]
 
 
 def json_content(schema: Schema) -> Schema:

@@ -64,6 +64,7 @@ class Settings:
     rate_limit_per_second: float = 0.0
     redis_timeout: float = 2.0
     redis_max_connections: int = 32
+    redis_wait_replicas: int = 0
     shutdown_timeout: float = 8.0
     log_level: str = "info"
     metrics: bool = True
@@ -99,6 +100,7 @@ class Settings:
             rate_limit_per_second=_float(e, "EDGE_RATE_LIMIT", 0.0),
             redis_timeout=_float(e, "EDGE_REDIS_TIMEOUT", 2.0),
             redis_max_connections=_int(e, "EDGE_REDIS_MAX_CONNECTIONS", 32),
+            redis_wait_replicas=_int(e, "EDGE_REDIS_WAIT_REPLICAS", 0),
             shutdown_timeout=_float(e, "EDGE_SHUTDOWN_TIMEOUT", 8.0),
             log_level=e.get("EDGE_LOG_LEVEL") or "info",
             metrics=(e.get("EDGE_METRICS") or "1") not in ("0", "false", "off"),

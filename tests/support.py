@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import http.client
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,10 +27,17 @@ BOOTSTRAP = "kr_live_abc123def456"
 class RedisProcess:
     """A redis-server of the tests' own, which fault tests may stop, pause and restart."""
 
-    def __init__(self, directory: Path, port: int | None = None, persist: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        persist: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.persist = persist
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -40,6 +49,7 @@ class RedisProcess:
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.directory), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else []
+        args += list(self.extra)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not self.answers():
@@ -70,6 +80,131 @@ class RedisProcess:
     def resume(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too, so at most 55535."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 45000)
+        ok = True
+        for p in (port, port + 10000):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """Three masters (no replicas) made into a cluster with `redis-cli --cluster create`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.nodes = [
+            RedisProcess(
+                directory / f"node-{i}",
+                port=cluster_port(),
+                persist=True,
+                extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
+            )
+            for i in range(3)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        cli = str(Path(redis_server_binary()).with_name("redis-cli"))
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            infos = [n.client().execute_command("CLUSTER", "INFO") for n in self.nodes]
+            if all(b"cluster_state:ok" in i for i in infos):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("cluster did not become ok")
+
+    def node_for(self, key: str) -> RedisProcess:
+        slot = int(self.nodes[0].client().execute_command("CLUSTER", "KEYSLOT", key))
+        for node in self.nodes:
+            for start, end, *_ in node.client().execute_command("CLUSTER", "SLOTS"):
+                owner = _[0]
+                if start <= slot <= end and int(owner[1]) == node.port:
+                    return node
+        raise LookupError(key)
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
+class RedisSentinelSet:
+    """A master, one replica and one Sentinel watching them as `mymaster`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.master = RedisProcess(directory / "master", persist=True)
+        self.replica = RedisProcess(
+            directory / "replica",
+            persist=True,
+            extra=("--replicaof", "127.0.0.1", str(self.master.port)),
+        )
+        self.directory = directory
+        self.sentinel_port = free_port()
+        self.sentinel: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisSentinelSet:
+        self.master.start()
+        self.replica.start()
+        conf = self.directory / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
+            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel failover-timeout mymaster 5000\n"
+        )
+        self.sentinel = subprocess.Popen(
+            [redis_server_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                info = self.master.client().info("replication")
+                if info.get("connected_slaves", 0) >= 1 and self.master_port() == self.master.port:
+                    return self
+            except (redis.RedisError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("sentinel set did not come up")
+
+    def sentinel_client(self) -> redis.Redis:
+        return redis.Redis(port=self.sentinel_port, socket_timeout=2)
+
+    def master_port(self) -> int:
+        _host, port = self.sentinel_client().execute_command(
+            "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"
+        )
+        return int(port)
+
+    def stop(self) -> None:
+        if self.sentinel is not None:
+            self.sentinel.kill()
+            self.sentinel.wait()
+        self.replica.kill()
+        self.master.kill()
 
 
 @dataclass

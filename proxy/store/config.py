@@ -38,6 +38,14 @@ return v
 """
 
 
+# KEYS[1] version, KEYS[2..] record hashes: the whole scope at one version, in one call.
+_LOAD = """
+local out = {redis.call('GET', KEYS[1]) or '0'}
+for i = 2, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
+return out
+"""
+
+
 @dataclass
 class ScopeState:
     """Everything stored in one scope, as read at one version."""
@@ -66,20 +74,18 @@ class Conflict(Exception):
 class ConfigStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._commit = redis.register_script(_COMMIT)
 
     async def load(self, scope: str) -> ScopeState:
         kinds = keys.kinds(scope)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.get(keys.version(scope))
-        for kind in kinds:
-            pipe.hgetall(keys.records(scope, kind))
-        version, *hashes = await pipe.execute()
+        names = [keys.version(scope), *(keys.records(scope, kind) for kind in kinds)]
+        # A script rather than MULTI: atomic on one slot in every mode (redis-py's async
+        # cluster client mishandles MULTI pipelines).
+        version, *flat = await self.redis.eval(_LOAD, len(names), *names)
         records = {
-            kind: {_text(k): orjson.loads(v) for k, v in h.items()}
-            for kind, h in zip(kinds, hashes, strict=True)
+            kind: {_text(h[i]): orjson.loads(h[i + 1]) for i in range(0, len(h), 2)}
+            for kind, h in zip(kinds, flat, strict=True)
         }
-        return ScopeState(scope, int(version or 0), records)
+        return ScopeState(scope, int(version), records)
 
     async def versions(self, scopes: Iterable[str]) -> dict[str, int]:
         scopes = list(scopes)
@@ -97,7 +103,9 @@ class ConfigStore:
             value = b"" if record is None else orjson.dumps(record)
             argv += [kinds.index(kind) + 2, record_id, value]
         hash_keys = [keys.records(state.scope, kind) for kind in kinds]
-        version = int(await self._commit(keys=[keys.version(state.scope), *hash_keys], args=argv))
+        # Plain EVAL, not EVALSHA: writes are rare, and it needs no script cache on any node.
+        all_keys = [keys.version(state.scope), *hash_keys]
+        version = int(await self.redis.eval(_COMMIT, len(all_keys), *all_keys, *argv))
         if version < 0:
             raise Conflict(state.scope)
         state.changes.clear()

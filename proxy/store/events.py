@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from redis.exceptions import RedisError
+
 from proxy.store import keys
 from proxy.store.connection import Redis
 
@@ -16,9 +18,17 @@ Exposure = tuple[str, int, str]  # experiment id, variant index, user id
 Conversion = tuple[str, str, int, str]  # experiment id, goal, variant index, user id
 
 
+class NotReplicated(RedisError):
+    """WAIT saw fewer replicas acknowledge the write than required."""
+
+
 class EventStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
         self.redis = redis
+        # With Sentinel, a write the master acknowledged can still be lost in a failover;
+        # WAIT makes "in Redis" mean "on N replicas too" before track answers 200.
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
 
     async def add_exposures(self, batch: Sequence[Exposure]) -> None:
         members: dict[str, list[str]] = defaultdict(list)
@@ -36,8 +46,12 @@ class EventStore:
             pipe.sadd(keys.conversions(experiment_id, goal, variant), user_id)
             pipe.sadd(keys.exposures(experiment_id, variant), user_id)
             pipe.sadd(keys.goals(experiment_id), goal)
+        if self.wait_replicas:
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
         results = await pipe.execute()
-        return [bool(added) for added in results[::3]]
+        if self.wait_replicas and int(results[-1]) < self.wait_replicas:
+            raise NotReplicated(f"{results[-1]} of {self.wait_replicas} replicas")
+        return [bool(added) for added in results[: 3 * len(batch) : 3]]
 
     async def counts(
         self, experiment_id: str, goal: str, variants: int

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Client, RedisProcess, ServerProcess
+from tests.support import Client, RedisCluster, RedisProcess, ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +20,29 @@ def servers(
     yield a, b
     a.stop()
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two servers on a three-master Redis Cluster (`REDIS_URL` names one seed node)."""
+    base = tmp_path_factory.mktemp("cluster")
+    cluster = RedisCluster(base / "redis").start()
+    a = ServerProcess(cluster.url, base / "a", REDIS_MODE="cluster").start()
+    b = ServerProcess(cluster.url, base / "b", REDIS_MODE="cluster").start()
+    yield a, b
+    a.stop()
+    b.stop()
+    cluster.kill()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def backends(request: pytest.FixtureRequest) -> tuple[ServerProcess, ServerProcess]:
+    """For the tests that must hold on both: two servers on one Redis, or on a cluster."""
+    name = "servers" if request.param == "standalone" else "cluster_servers"
+    pair: tuple[ServerProcess, ServerProcess] = request.getfixturevalue(name)
+    return pair
 
 
 @pytest.fixture

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import evaluate, make_project
-from tests.support import Client, eventually
+from tests.support import Client, ServerProcess, eventually
+
+
+@pytest.fixture
+def a(backends: tuple[ServerProcess, ServerProcess]) -> Client:
+    return backends[0].client()
+
+
+@pytest.fixture
+def b(backends: tuple[ServerProcess, ServerProcess]) -> Client:
+    return backends[1].client()
+
 
 VARIANTS = [
     {"key": "control", "value": "old_checkout", "percentage": 50},

@@ -7,8 +7,21 @@ import math
 import random
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import evaluate, make_flag, make_project
-from tests.support import Client, eventually
+from tests.support import Client, ServerProcess, eventually
+
+
+@pytest.fixture
+def a(backends: tuple[ServerProcess, ServerProcess]) -> Client:
+    return backends[0].client()
+
+
+@pytest.fixture
+def b(backends: tuple[ServerProcess, ServerProcess]) -> Client:
+    return backends[1].client()
+
 
 VARIANTS = [
     {"key": "control", "value": "a", "percentage": 50},
