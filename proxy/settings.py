@@ -76,7 +76,7 @@ class Settings:
         if mode not in REDIS_MODES:
             raise SettingsError(f"REDIS_MODE must be one of {', '.join(REDIS_MODES)}")
         key = e.get("EDGE_BOOTSTRAP_KEY") or None
-        if key is not None and not BOOTSTRAP_KEY_RE.match(key):
+        if key is not None and not BOOTSTRAP_KEY_RE.fullmatch(key):
             raise SettingsError("EDGE_BOOTSTRAP_KEY must be 20 or more characters of [A-Za-z0-9_-]")
         s = cls(
             redis_url=e.get("REDIS_URL") or None,

@@ -94,7 +94,7 @@ async def read(request: Request) -> Response:
     experiment_id = path_id(request, "experiment_id")
     project_id = await project_of(request, "flags", flag_id, READ)
     goal = request.query_params.get("goal", DEFAULT_GOAL)
-    if not model.NAME_RE.match(goal):
+    if not model.NAME_RE.fullmatch(goal):
         raise invalid({"goal": "must match ^[A-Za-z0-9_.-]{1,64}$"})
     state = await runtime(request).store.load(project_id)
     experiment = experiment_of(state, flag_id, experiment_id)

@@ -43,6 +43,8 @@ def variant_table(percentages: Sequence[int]) -> bytes:
     the buckets [sum of earlier percentages, + its own) * 100: changing nothing else keeps
     every user where they were.
     """
+    if any(pct < 0 for pct in percentages):
+        raise ValueError("variant percentages must not be negative")
     table = bytearray()
     for index, pct in enumerate(percentages):
         table += bytes([index]) * (pct * 100)

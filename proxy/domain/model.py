@@ -81,10 +81,12 @@ class _Check:
         if not isinstance(value, list) or len(value) > 50:
             self.fail("tags", "must be a list of at most 50 strings")
             return default
-        for i, tag in enumerate(value):
-            if not isinstance(tag, str) or not 0 < len(tag) <= 64:
-                self.fail(f"tags[{i}]", "must be a string of 1 to 64 characters")
-        return list(dict.fromkeys(value))
+        bad = [
+            i for i, tag in enumerate(value) if not isinstance(tag, str) or not 0 < len(tag) <= 64
+        ]
+        for i in bad:
+            self.fail(f"tags[{i}]", "must be a string of 1 to 64 characters")
+        return default if bad else list(dict.fromkeys(value))
 
 
 def is_number(value: Any) -> bool:
@@ -142,7 +144,7 @@ def new_project(body: Mapping[str, Any], *, id: str, now: str) -> Record:
     c = _Check(body)
     name = c.text("name", required=True)
     slug = body.get("slug")
-    if slug is not None and (not isinstance(slug, str) or not SLUG_RE.match(slug)):
+    if slug is not None and (not isinstance(slug, str) or not SLUG_RE.fullmatch(slug)):
         c.fail("slug", "must match ^[a-z0-9][a-z0-9-]{0,63}$")
     envs = body.get("environments", list(DEFAULT_ENVIRONMENTS))
     if envs is None:
@@ -152,12 +154,14 @@ def new_project(body: Mapping[str, Any], *, id: str, now: str) -> Record:
         envs = list(DEFAULT_ENVIRONMENTS)
     else:
         for i, env in enumerate(envs):
-            if not isinstance(env, str) or not NAME_RE.match(env):
+            if not isinstance(env, str) or not NAME_RE.fullmatch(env):
                 c.fail(f"environments[{i}]", "must match ^[A-Za-z0-9_.-]{1,64}$")
         if len(set(map(str, envs))) != len(envs):
             c.fail("environments", "must not repeat a name")
-    settings = body.get("settings") or {}
-    if not isinstance(settings, dict):
+    settings = body.get("settings")
+    if settings is None:
+        settings = {}
+    elif not isinstance(settings, dict):
         c.fail("settings", "must be an object")
         settings = {}
     settings = dict(settings)
@@ -213,7 +217,7 @@ def new_key(
 def new_flag(body: Mapping[str, Any], *, id: str, now: str) -> Record:
     c = _Check(body)
     key = body.get("key")
-    if not isinstance(key, str) or not FLAG_KEY_RE.match(key):
+    if not isinstance(key, str) or not FLAG_KEY_RE.fullmatch(key):
         c.fail("key", "must match ^[A-Za-z0-9_.-]{1,128}$")
     name = c.text("name", required=True)
     flag_type = body.get("flag_type")
@@ -241,8 +245,16 @@ def new_flag(body: Mapping[str, Any], *, id: str, now: str) -> Record:
     }
 
 
+def _immutable(c: _Check, record: Record, *names: str) -> None:
+    """A PATCH may repeat a field it cannot change, but not change it."""
+    for name in names:
+        if name in c.body and c.body[name] != record.get(name):
+            c.fail(name, "cannot be changed")
+
+
 def patch_flag(flag: Record, body: Mapping[str, Any], *, now: str) -> Record:
     c = _Check(body)
+    _immutable(c, flag, "id", "project_id", "key", "flag_type")
     name = c.text("name", required=False, default=flag["name"])
     description = c.optional_text("description", flag["description"])
     enabled = c.boolean("enabled", flag["enabled"])
@@ -310,7 +322,7 @@ def _rule_fields(c: _Check, flag: Record, segments: Mapping[str, Record], base: 
     fields["enabled"] = c.boolean("enabled", base.get("enabled", True))
     if "segment_id" in c.body:
         seg = c.body["segment_id"]
-        if seg is not None and seg not in segments:
+        if seg is not None and (not isinstance(seg, str) or seg not in segments):
             c.fail("segment_id", "unknown segment in this project")
         fields["segment_id"] = seg
     return fields
@@ -345,8 +357,7 @@ def patch_rule(
     rule: Record, body: Mapping[str, Any], *, flag: Record, segments: Mapping[str, Record], now: str
 ) -> Record:
     c = _Check(body)
-    if "environment" in body and body["environment"] != rule["environment"]:
-        c.fail("environment", "cannot change; delete the rule and create it again")
+    _immutable(c, rule, "id", "flag_id", "environment")
     fields = _rule_fields(c, flag, segments, rule)
     c.done()
     return {**rule, **fields, "updated_at": now}
@@ -372,6 +383,7 @@ def new_segment(body: Mapping[str, Any], *, id: str, now: str) -> Record:
 
 def patch_segment(segment: Record, body: Mapping[str, Any], *, now: str) -> Record:
     c = _Check(body)
+    _immutable(c, segment, "id", "project_id")
     fields = _segment_fields(c, segment)
     c.done()
     return {**segment, **fields, "updated_at": now}
@@ -423,28 +435,30 @@ def _variants(c: _Check, flag: Record) -> list[Record]:
     if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_VARIANTS:
         c.fail("variants", f"must be a list of 2 to {MAX_VARIANTS} variants")
         return []
-    out, seen, total = [], set(), 0.0
+    out, seen, total, whole_percentages = [], set(), 0.0, True
     for i, v in enumerate(raw):
         path = f"variants[{i}]"
         if not isinstance(v, dict):
             c.fail(path, "must be an object")
             continue
         key, value, pct = v.get("key"), v.get("value"), v.get("percentage")
-        if not isinstance(key, str) or not NAME_RE.match(key):
+        if not isinstance(key, str) or not NAME_RE.fullmatch(key):
             c.fail(f"{path}.key", "must be a non-empty name matching ^[A-Za-z0-9_.-]{1,64}$")
         elif key in seen:
             c.fail(f"{path}.key", "duplicate variant key")
-        seen.add(key)
+        else:
+            seen.add(key)
         if "value" not in v or not value_fits(flag["flag_type"], value):
             c.fail(f"{path}.value", f"must be a {flag['flag_type']} value (the flag's type)")
         whole = percentage(pct, whole=True)
         if whole is None:
             c.fail(f"{path}.percentage", "must be an integer from 0 to 100")
+            whole_percentages = False
         else:
             total += whole
             pct = int(whole)
         out.append({"key": key, "value": value, "percentage": pct})
-    if len(out) == len(raw) and not c.errors and total != 100:
+    if len(out) == len(raw) and whole_percentages and total != 100:
         c.fail("variants", f"percentages must sum to 100, not {total:g}")
     return out
 
@@ -460,6 +474,7 @@ def _traffic(c: _Check, default: float) -> float:
 
 def patch_experiment(experiment: Record, body: Mapping[str, Any], *, now: str) -> Record:
     c = _Check(body)
+    _immutable(c, experiment, "id", "flag_id", "project_id", "environment", "variants", "status")
     name = c.text("name", required=False, default=experiment["name"])
     traffic = _traffic(c, experiment["traffic_percentage"])
     if experiment["status"] == "running" and traffic < experiment["traffic_percentage"]:
@@ -481,4 +496,4 @@ def require_ids(body: Mapping[str, Any], *names: str) -> None:
 
 
 def is_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(UUID_RE.match(value))
+    return isinstance(value, str) and bool(UUID_RE.fullmatch(value))

@@ -127,9 +127,10 @@ def compile_keys(records: Mapping[str, Record]) -> dict[str, ApiKey]:
 def with_global(
     snap: Snapshot, version: int, records: Mapping[str, Mapping[str, Record]]
 ) -> Snapshot:
-    return Snapshot(
-        version, compile_keys(records["keys"]), snap.projects, snap.experiments, records
-    )
+    """The new global scope; projects it no longer names are dropped with it."""
+    projects = {pid: p for pid, p in snap.projects.items() if pid in records["projects"]}
+    experiments = {e: p for ps in projects.values() for e, p in ps.experiments.items()}
+    return Snapshot(version, compile_keys(records["keys"]), projects, experiments, records)
 
 
 def with_project(snap: Snapshot, project: ProjectSnapshot | None, project_id: str) -> Snapshot:
@@ -253,9 +254,9 @@ def _targeting(
     for r in flag_rules:
         conds = [(c["attribute"], c["operator"], c["value"]) for c in r["conditions"]]
         pred = rules.compile_match(conds)
-        segment = segments.get(r["segment_id"]) if r.get("segment_id") else None
-        if segment is not None:
-            pred = _both(pred, segment)
+        if r.get("segment_id"):
+            # A segment we do not hold (a hand-edited store) matches no one: fail closed.
+            pred = _both(pred, segments.get(r["segment_id"], _nobody))
         pct = r.get("percentage")
         salt = None if pct is None else bucketing.rollout_salt(r["id"])
         lim = bucketing.BUCKETS if pct is None else bucketing.limit(pct)
@@ -274,6 +275,10 @@ def _targeting(
         return default
 
     return targeting, any(r.get("percentage") is not None for r in flag_rules)
+
+
+def _nobody(context: Context) -> bool:
+    return False
 
 
 def _both(a: rules.Predicate, b: rules.Predicate) -> rules.Predicate:

@@ -107,7 +107,7 @@ def parse(data: dict[str, Any]) -> tuple[str, str, str, str]:
     if not user_id or len(user_id) > MAX_USER_ID:
         errors["user_id"] = f"must be a non-empty string of at most {MAX_USER_ID} characters"
     goal = data.get("goal", DEFAULT_GOAL)
-    if not isinstance(goal, str) or not NAME_RE.match(goal):
+    if not isinstance(goal, str) or not NAME_RE.fullmatch(goal):
         errors["goal"] = "must match ^[A-Za-z0-9_.-]{1,64}$"
     if errors:
         raise invalid(errors)

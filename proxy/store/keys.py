@@ -4,7 +4,7 @@ Configuration lives in *scopes*: the global scope `g` (projects and API keys) an
 project. A scope's keys share one hash tag, so its atomic write is one slot on Redis Cluster.
 An experiment's event sets share their own hash tag, away from the configuration's slot. No
 key name ever contains a user id or an attribute value; the only client-chosen part is a goal
-name, which is validated against GOAL_RE before it gets here.
+name, which is validated against proxy.domain.model.NAME_RE before it gets here.
 """
 
 from __future__ import annotations

@@ -95,11 +95,6 @@ def test_variant_table_rejects_percentages_not_summing_to_100(split: list[int]) 
         variant_table(split)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DOUBTFUL: variant_table checks the table's length, not the sum; a negative "
-    "percentage (which the model rejects earlier) contributes 0 buckets, not -N",
-)
 def test_variant_table_rejects_a_negative_percentage() -> None:
     with pytest.raises(ValueError):
         variant_table([-10, 100])
