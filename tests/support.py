@@ -332,12 +332,17 @@ class ServerProcess:
 
 
 def eventually(check: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll `check` until it returns a truthy value (convergence across processes)."""
+    """Poll `check` until it returns a truthy value (convergence across processes); an
+    assertion failing inside it counts as not yet."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
+        try:
+            last = check()
+        except AssertionError as e:
+            last = e
+        else:
+            if last:
+                return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
