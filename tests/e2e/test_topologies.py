@@ -88,3 +88,25 @@ def test_sentinel_failover_loses_no_acknowledged_conversion(
         eventually(lambda: conversions(c, world) == len(set(acknowledged)), timeout=20)
     finally:
         sentinels.stop()
+
+
+def test_workers_each_follow_changes_and_stop_cleanly(
+    redis_server: RedisProcess, server_factory: Callable[..., ServerProcess]
+) -> None:
+    server = server_factory(redis_server.url, EDGE_WORKERS="2")
+    setup = server.client()
+    world = running_experiment(setup)
+    flag_path = f"/api/v1/flags/{world['flag_id']}"
+    setup.post(flag_path + f"/experiments/{world['experiment_id']}/stop")
+    setup.patch(flag_path, {"default_value": "after"})
+
+    def every_connection_sees_it() -> bool:
+        # Fresh connections land on either worker; all of them must serve the change.
+        return all(
+            evaluate(server.client(), world["project_id"], "u")["checkout_flow"]["value"]
+            == "after"
+            for _ in range(20)
+        )
+
+    eventually(every_connection_sees_it)
+    assert server.stop() == 0
