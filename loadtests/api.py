@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import time
 from typing import Any
 
 import orjson
@@ -12,11 +13,15 @@ class ApiFailure(RuntimeError):
     """The server answered a status the caller did not expect."""
 
 
+IDLE_LIMIT = 2.0  # seconds; uvicorn closes an idle keep-alive connection after 5
+
+
 class Api:
     def __init__(self, port: int, token: str, host: str = "127.0.0.1", timeout: float = 60.0):
         self.host, self.port, self.timeout = host, port, timeout
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.conn = self._connect()
+        self.used = time.monotonic()
 
     def _connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -27,16 +32,16 @@ class Api:
     def send(self, method: str, path: str, body: Any = None) -> None:
         """Write a request without reading its answer (see `answer`)."""
         payload = None if body is None else orjson.dumps(body)
-        try:
-            self.conn.request(method, path, payload, self.headers)
-        except (http.client.HTTPException, OSError):
-            self.conn.close()  # a dropped keep-alive connection: one retry on a new one
+        if time.monotonic() - self.used > IDLE_LIMIT:  # the server may be closing it right now
+            self.conn.close()
             self.conn = self._connect()
-            self.conn.request(method, path, payload, self.headers)
+        self.conn.request(method, path, payload, self.headers)
+        self.used = time.monotonic()
 
     def answer(self, expect: tuple[int, ...] = (200, 201, 204)) -> Any:
         response = self.conn.getresponse()
         raw = response.read()
+        self.used = time.monotonic()
         if response.status not in expect:
             raise ApiFailure(f"HTTP {response.status}: {raw[:500].decode(errors='replace')}")
         return orjson.loads(raw) if raw else None

@@ -7,12 +7,14 @@ import contextlib
 import ctypes
 import http.client
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -34,10 +36,12 @@ def _die_with_parent() -> None:
 
 
 def pinned(argv: list[str], cpu: int | None) -> list[str]:
-    """`argv` run on one core (taskset), or unpinned when taskset or the core is missing."""
-    if cpu is None or shutil.which("taskset") is None or cpu >= (os.cpu_count() or 1):
+    """`argv` run on one core, or on any (None; the bench itself is pinned) with taskset;
+    as it is when taskset or the core is missing."""
+    cores = os.cpu_count() or 1
+    if shutil.which("taskset") is None or (cpu is not None and cpu >= cores):
         return argv
-    return ["taskset", "-c", str(cpu), *argv]
+    return ["taskset", "-c", f"0-{cores - 1}" if cpu is None else str(cpu), *argv]
 
 
 def pin_self(cpu: int) -> None:
@@ -135,6 +139,17 @@ class Processes:
                 raise
 
 
+@contextlib.contextmanager
+def workspace() -> Iterator[tuple[Path, Processes]]:
+    """A temporary directory and the processes started in it; both gone on the way out."""
+    workdir = Path(tempfile.mkdtemp(prefix="edge-loadtest-"))
+    try:
+        with Processes(workdir) as processes:
+            yield workdir, processes
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # Redis ---------------------------------------------------------------------------------------
 
 
@@ -230,9 +245,7 @@ def get_status(port: int, path: str) -> int | None:
         conn.close()
 
 
-def _wait_for(
-    ready: Callable[[], bool], child: Child, message: str, timeout: float = 30.0
-) -> None:
+def _wait_for(ready: Callable[[], bool], child: Child, message: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if not child.alive():
@@ -240,6 +253,27 @@ def _wait_for(
         if time.monotonic() > deadline:
             raise RuntimeError(f"{message} within {timeout:.0f}s\n{child.log_tail()}")
         time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def core_process_seconds(core: int) -> float:
+    """CPU time that processes (user, nice, system; not interrupts) have spent on `core`."""
+    for row in Path("/proc/stat").read_text().splitlines():
+        if row.startswith(f"cpu{core} "):
+            user, nice, system = map(int, row.split()[1:4])
+            return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process's children that have ended (the load generator's runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_mb(pid: int) -> float:

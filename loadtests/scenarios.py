@@ -23,7 +23,7 @@ COUNTRIES = ("US", "DE", "FR", "GB", "NL", "ES", "BR", "IN", "JP", "CA")
 PLANS = ("free",) * 6 + ("pro",) * 3 + ("enterprise",)
 VERSIONS = ("1.9.3", "2.0.0", "2.3.1", "2.4.0", "2.5.2", "3.0.0")
 LOCALES = ("en-US", "de-DE", "fr-FR", "en-GB", "es-ES")
-WORDS = "rollout of the new flow behind a flag for the team while we measure its effect".split()
+WORDS = ("rollout", "of", "the", "new", "flow", "behind", "a", "flag", "for", "team", "measure")
 
 # Conditions of targeting rules: every one matches some of the users below.
 CONDITIONS: tuple[tuple[str, str, Any], ...] = (
@@ -75,6 +75,7 @@ class Project:
     id: str
     flags: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> flag record
     experiments: list[Experiment] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # sizes, for the figures
 
     def probe(self) -> dict[str, Any]:
         """A disabled static boolean flag: its default is its answer, for everyone."""
@@ -110,7 +111,11 @@ def evaluate_bodies(project_id: str, users: int = USERS) -> list[bytes]:
 def track_bodies(experiment: Experiment, users: int = USERS) -> list[bytes]:
     return [
         orjson.dumps(
-            {"flag_id": experiment.flag_id, "experiment_id": experiment.id, "user_id": f"user-{i:06d}"}
+            {
+                "flag_id": experiment.flag_id,
+                "experiment_id": experiment.id,
+                "user_id": f"user-{i:06d}",
+            }
         )
         for i in range(users)
     ]
@@ -221,7 +226,10 @@ def _value(flag_type: str, mix: Mix, rng: random.Random) -> Any:
         return rng.choice(("blue", "green", "control", "compact", "v2-layout", "legacy"))
     if flag_type == "number":
         return rng.choice((10, 25, 50, 100, 0.5, 1.25, 3000))
-    fields: dict[str, Any] = {"color": f"#{rng.randrange(1 << 24):06x}", "limit": rng.randint(1, 99)}
+    fields: dict[str, Any] = {
+        "color": f"#{rng.randrange(1 << 24):06x}",
+        "limit": rng.randint(1, 99),
+    }
     for n in range(mix.json_fields):
         fields[f"option_{n}"] = _text(12, rng)
     return fields

@@ -487,8 +487,7 @@ SCHEMAS: dict[str, Schema] = {
         {"errorCode": {"enum": OFREP_ERROR_CODES}, "errorDetails": STRING}, "errorCode"
     ),
 }
-for _name, _example in EXAMPLES.items():
-    SCHEMAS[_name]["examples"] = [_example]
+SCHEMAS.update({name: {**SCHEMAS[name], "examples": [body]} for name, body in EXAMPLES.items()})
 
 
 def json_content(schema: Schema) -> Schema:
@@ -561,7 +560,7 @@ def op(
         out["requestBody"] = {"required": body_required, "content": json_content(ref(body))}
     if security is not None:
         out["security"] = security
-    out["responses"] = responses
+    out["responses"] = dict(sorted(responses.items()))
     return out
 
 

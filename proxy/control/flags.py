@@ -11,6 +11,7 @@ from starlette.routing import Route
 from proxy.control.common import (
     READ,
     WRITE,
+    authorize,
     body,
     commit,
     commit_owned,
@@ -50,6 +51,7 @@ def remove_flag(state: ScopeState, flag_id: str) -> list[model.Record]:
 
 
 async def create(request: Request) -> Response:
+    authorize(request, WRITE)  # who is asking comes before what they sent
     data = await body(request)
     project_id = required_project(request, data, WRITE)
     await project_record(request, project_id)
@@ -61,6 +63,7 @@ async def create(request: Request) -> Response:
 
 
 async def list_all(request: Request) -> Response:
+    authorize(request, READ)
     project_id = request.query_params.get("project_id")
     if not project_id:
         raise invalid({"project_id": "is required (query parameter)"})

@@ -51,9 +51,9 @@ class Evaluate:
         if not key.allows(project_id):
             raise forbidden()
         env = data.get("environment")
-        plan = project.plans.get(
-            project.project["settings"]["default_environment"] if env is None else env
-        )
+        if env is None:
+            env = project.project["settings"]["default_environment"]
+        plan = project.plans.get(env) if isinstance(env, str) else None
         if plan is None:
             raise invalid({"environment": "unknown environment for this project"})
         context = data.get("context")

@@ -103,8 +103,7 @@ def test_workers_each_follow_changes_and_stop_cleanly(
     def every_connection_sees_it() -> bool:
         # Fresh connections land on either worker; all of them must serve the change.
         return all(
-            evaluate(server.client(), world["project_id"], "u")["checkout_flow"]["value"]
-            == "after"
+            evaluate(server.client(), world["project_id"], "u")["checkout_flow"]["value"] == "after"
             for _ in range(20)
         )
 
