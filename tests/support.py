@@ -339,7 +339,7 @@ def eventually(check: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
     while time.monotonic() < deadline:
         try:
             last = check()
-        except AssertionError as e:
+        except (AssertionError, KeyError) as e:  # e.g. a flag not there yet
             last = e
         else:
             if last:

@@ -15,10 +15,16 @@ from proxy.edge.snapshot import ApiKey
 from proxy.edge.sync import Sync
 from proxy.errors import ApiError, unauthorized, unavailable
 
+CACHE_MAX = 10_000
+
 
 class Auth:
     def __init__(self, sync: Sync, rate_per_second: float) -> None:
         self.sync = sync
+        # Token -> key for known tokens, valid for one snapshot of the keys: saves the SHA-256
+        # on every request, and a revocation (a new keys mapping) empties it.
+        self._cache: dict[bytes, ApiKey] = {}
+        self._cache_for: object = None
         self.rate = rate_per_second
         self.buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, at)
         self.limited = 0
@@ -28,9 +34,19 @@ class Auth:
         429 past its rate."""
         if not self.sync.loaded:
             raise unavailable("no configuration snapshot loaded yet")
-        key = self.sync.snapshot.keys.get(wire.token_hash(scope) or "")
-        if key is None:
+        token = wire.token(scope)
+        if token is None:
             raise unauthorized()
+        keys = self.sync.snapshot.keys
+        if keys is not self._cache_for:
+            self._cache, self._cache_for = {}, keys
+        key = self._cache.get(token)
+        if key is None:
+            key = keys.get(wire.token_hash(token))
+            if key is None:
+                raise unauthorized()
+            if len(self._cache) < CACHE_MAX:
+                self._cache[token] = key
         if self.rate > 0:
             self._spend(key.id)
         return key

@@ -1,10 +1,12 @@
 """Exposures: who was served an experiment's value, deduplicated here, written in batches.
 
-`record` is on the hot path: a set lookup and an append, never I/O. A background task flushes
-the batch every `exposure_flush_interval`. Memory is bounded twice: the dedup set is cleared
-when full (Redis sets dedupe anyway; this only saves writes) and the batch drops, and counts,
-what exceeds its bound; a dropped exposure is not remembered as seen, so the user's next
-evaluate records it again. A batch that Redis refuses goes to the durable spool.
+`record` is on the hot path: a hash, one table slot, an append; never I/O. The dedup table is
+direct-mapped: slot = hash & mask holds the 64-bit hash of the last (experiment, user) seen
+there, so memory is fixed (8 bytes a slot, pages touched only when used) and a collision only
+evicts, which costs a repeated SADD that Redis dedupes: counts stay exact. A background task
+flushes the batch every `exposure_flush_interval`; the batch drops, and counts, what exceeds
+its bound, and a dropped exposure is not remembered as seen, so the user's next evaluate
+records it again. A batch that Redis refuses goes to the durable spool.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ class ExposureBuffer:
         self.events = events
         self.spool = spool
         self.buffer_max = buffer_max
-        self.seen_max = seen_max
-        self.seen: set[str] = set()
+        slots = 1 << max(10, (seen_max - 1).bit_length())  # a power of two >= seen_max
+        self.mask = slots - 1
+        # A zeroed bytearray is calloc'd: the kernel maps pages only as slots are written.
+        self.seen = memoryview(bytearray(8 * slots)).cast("q")
         self.pending: list[Exposure] = []
         self.dropped = 0
         self.written = 0
@@ -32,15 +36,14 @@ class ExposureBuffer:
         self.redis_errors = 0
 
     def record(self, experiment_id: str, variant: int, user_id: str) -> None:
-        marker = experiment_id + user_id
-        if marker in self.seen:
+        h = hash(experiment_id + user_id)  # 64-bit SipHash; per process, which is all we need
+        slot = h & self.mask
+        if self.seen[slot] == h:
             return
         if len(self.pending) >= self.buffer_max:
             self.dropped += 1
             return
-        if len(self.seen) >= self.seen_max:
-            self.seen.clear()
-        self.seen.add(marker)
+        self.seen[slot] = h
         self.pending.append((experiment_id, variant, user_id))
 
     async def flush(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, MutableMapping
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -20,30 +21,37 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 PRIVATE_HEADERS = [*JSON_HEADERS, (b"cache-control", b"private, no-store")]
 
 
-def token_hash(scope: Scope) -> str | None:
-    """SHA-256 hex of the token (`Authorization: Bearer`, or OFREP's `X-API-Key`), the only
-    form in which keys are known."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            if value[:7].lower() != b"bearer ":
-                return None
-            return hashlib.sha256(value[7:].strip()).hexdigest()
-        if name == b"x-api-key":
-            return hashlib.sha256(value.strip()).hexdigest()
-    return None
+def headers_of(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers as a dict, built once per request and kept in the scope."""
+    headers: dict[bytes, bytes] | None = scope.get("edge.headers")
+    if headers is None:
+        headers = scope["edge.headers"] = dict(scope["headers"])
+    return headers
 
 
 def header_bytes(scope: Scope) -> int:
-    size = 0
-    for name, value in scope["headers"]:
-        size += len(name) + len(value)
-    return size
+    return sum(map(len, chain.from_iterable(scope["headers"])))
+
+
+def token(scope: Scope) -> bytes | None:
+    """The API token: `Authorization: Bearer <token>`, or OFREP's `X-API-Key: <token>`."""
+    headers = headers_of(scope)
+    value = headers.get(b"authorization")
+    if value is not None:
+        return value[7:].strip() if value[:7].lower() == b"bearer " else None
+    value = headers.get(b"x-api-key")
+    return None if value is None else value.strip()
+
+
+def token_hash(token: bytes) -> str:
+    """SHA-256 hex of a token, the only form in which keys are known."""
+    return hashlib.sha256(token).hexdigest()
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise too_large()
+    length = headers_of(scope).get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large()
     chunks = []
     size = 0
     while True:

@@ -14,6 +14,17 @@ from redis.exceptions import RedisError
 from proxy.store import keys
 from proxy.store.connection import Redis
 
+# KEYS: (conversion set, exposure set) per conversion; ARGV: the user ids. All keys share the
+# experiment's hash tag, so this is one slot, one command and one reply per experiment.
+_CONVERT = """
+local added = {}
+for i = 1, #ARGV do
+  added[i] = redis.call('SADD', KEYS[2 * i - 1], ARGV[i])
+  redis.call('SADD', KEYS[2 * i], ARGV[i])
+end
+return added
+"""
+
 Exposure = tuple[str, int, str]  # experiment id, variant index, user id
 Conversion = tuple[str, str, int, str]  # experiment id, goal, variant index, user id
 
@@ -29,6 +40,7 @@ class EventStore:
         # WAIT makes "in Redis" mean "on N replicas too" before track answers 200.
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
+        self.known_goals: set[tuple[str, str]] = set()  # (experiment, goal) already in Redis
 
     async def add_exposures(self, batch: Sequence[Exposure]) -> None:
         members: dict[str, list[str]] = defaultdict(list)
@@ -41,17 +53,34 @@ class EventStore:
 
     async def add_conversions(self, batch: Sequence[Conversion]) -> list[bool]:
         """Record each conversion (the converter also counts as exposed); True where new."""
+        by_experiment: dict[str, list[int]] = defaultdict(list)
+        for i, conversion in enumerate(batch):
+            by_experiment[conversion[0]].append(i)
+        new_goals = {(c[0], c[1]) for c in batch} - self.known_goals
         pipe = self.redis.pipeline(transaction=False)
-        for experiment_id, goal, variant, user_id in batch:
-            pipe.sadd(keys.conversions(experiment_id, goal, variant), user_id)
-            pipe.sadd(keys.exposures(experiment_id, variant), user_id)
+        for indexes in by_experiment.values():
+            names, users = [], []
+            for i in indexes:
+                experiment_id, goal, variant, user_id = batch[i]
+                names += [keys.conversions(experiment_id, goal, variant),
+                          keys.exposures(experiment_id, variant)]  # fmt: skip
+                users.append(user_id)
+            pipe.eval(_CONVERT, len(names), *names, *users)
+        for experiment_id, goal in new_goals:
             pipe.sadd(keys.goals(experiment_id), goal)
         if self.wait_replicas:
             pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
         results = await pipe.execute()
         if self.wait_replicas and int(results[-1]) < self.wait_replicas:
             raise NotReplicated(f"{results[-1]} of {self.wait_replicas} replicas")
-        return [bool(added) for added in results[: 3 * len(batch) : 3]]
+        if len(self.known_goals) > 100_000:  # only saves a write; keep it bounded
+            self.known_goals.clear()
+        self.known_goals |= new_goals
+        added = [False] * len(batch)
+        for indexes, replies in zip(by_experiment.values(), results, strict=False):
+            for i, reply in zip(indexes, replies, strict=True):
+                added[i] = bool(reply)
+        return added
 
     async def counts(
         self, experiment_id: str, goal: str, variants: int

@@ -89,12 +89,15 @@ def test_guide_walkthrough_on_two_processes(a: Client, b: Client) -> None:
     experiment_id = experiment["id"]
     base = f"/api/v1/flags/{flag_id}/experiments/{experiment_id}"
 
-    # Draft: both processes answer the default; track is rejected.
+    # Draft: both processes answer the default; track is rejected (once B has the draft: the
+    # other process follows within the propagation bound).
     for client in (a, b):
-        flags = eventually(lambda c=client: evaluate(c, project_id, "usr_123") or None)
-        assert flags == {"checkout_flow": {"value": "control", "rule_id": None}}
-        r = track(client, flag_id, experiment_id, "usr_123")
+        r = eventually(
+            lambda c=client: (r := track(c, flag_id, experiment_id, "usr_123")).status != 404 and r
+        )
         assert (r.status, r.json) == (409, {"error": "Experiment is not running"})
+        flags = evaluate(client, project_id, "usr_123")
+        assert flags == {"checkout_flow": {"value": "control", "rule_id": None}}
 
     # Step 3: start; both processes give usr_123 the same variant.
     r = a.post(f"{base}/start")
