@@ -58,7 +58,7 @@ class Settings:
     stale_after: float = 30.0
     exposure_flush_interval: float = 0.25
     exposure_buffer_max: int = 100_000
-    exposure_seen_max: int = 200_000
+    exposure_seen_max: int = 4_194_304
     spool_max_bytes: int = 256 * 1024 * 1024
     cors_origins: tuple[str, ...] = ()
     rate_limit_per_second: float = 0.0
@@ -94,7 +94,7 @@ class Settings:
             stale_after=_float(e, "EDGE_STALE_AFTER", 30.0),
             exposure_flush_interval=_float(e, "EDGE_EXPOSURE_FLUSH_INTERVAL", 0.25),
             exposure_buffer_max=_int(e, "EDGE_EXPOSURE_BUFFER_MAX", 100_000),
-            exposure_seen_max=_int(e, "EDGE_EXPOSURE_SEEN_MAX", 200_000),
+            exposure_seen_max=_int(e, "EDGE_EXPOSURE_SEEN_MAX", 4_194_304),
             spool_max_bytes=_int(e, "EDGE_SPOOL_MAX_BYTES", 256 * 1024 * 1024),
             cors_origins=_list(e, "EDGE_CORS_ORIGINS"),
             rate_limit_per_second=_float(e, "EDGE_RATE_LIMIT", 0.0),

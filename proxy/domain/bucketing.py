@@ -28,7 +28,8 @@ def rollout_salt(rule_id: str) -> str:
 
 
 def bucket(salt: str, user_id: str) -> int:
-    return int(mmh3.hash(salt + user_id, 0, False)) % BUCKETS
+    bucket: int = mmh3.hash(salt + user_id, 0, False) % BUCKETS
+    return bucket
 
 
 def limit(percentage: float) -> int:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 
 from redis.exceptions import RedisError
 
 from proxy.store.events import EventStore, Exposure
 from proxy.store.spool import Spool, SpoolFull
+
+FLUSH_CHUNK = 2000
 
 
 class ExposureBuffer:
@@ -27,8 +30,9 @@ class ExposureBuffer:
         self.buffer_max = buffer_max
         slots = 1 << max(10, (seen_max - 1).bit_length())  # a power of two >= seen_max
         self.mask = slots - 1
-        # A zeroed bytearray is calloc'd: the kernel maps pages only as slots are written.
-        self.seen = memoryview(bytearray(8 * slots)).cast("q")
+        # An anonymous mapping is zero pages: memory becomes resident only as slots are written.
+        self._table = mmap.mmap(-1, 8 * slots)
+        self.seen = memoryview(self._table).cast("q")
         self.pending: list[Exposure] = []
         self.dropped = 0
         self.written = 0
@@ -50,16 +54,20 @@ class ExposureBuffer:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        try:
-            await self.events.add_exposures(batch)
-            self.written += len(batch)
-        except (RedisError, OSError, TimeoutError):
-            self.redis_errors += 1
+        # In chunks: packing a command is synchronous, and one huge batch would stall every
+        # request behind it.
+        for start in range(0, len(batch), FLUSH_CHUNK):
+            chunk = batch[start : start + FLUSH_CHUNK]
             try:
-                await self.spool.append(exposures=batch)
-                self.spooled += len(batch)
-            except SpoolFull:
-                self.dropped += len(batch)
+                await self.events.add_exposures(chunk)
+                self.written += len(chunk)
+            except (RedisError, OSError, TimeoutError):
+                self.redis_errors += 1
+                try:
+                    await self.spool.append(exposures=chunk)
+                    self.spooled += len(chunk)
+                except SpoolFull:
+                    self.dropped += len(chunk)
 
     async def run(self, interval: float) -> None:
         while True:

@@ -265,6 +265,14 @@ def _targeting(
         )
     rule_list = tuple(compiled)
     bucket = bucketing.bucket
+    needs_user = any(r.get("percentage") is not None for r in flag_rules)
+    if len(rule_list) == 1 and not needs_user:  # the common case, without the loop
+        only, hit = rule_list[0][0], rule_list[0][3]
+
+        def one_rule(context: Context, user_id: str | None) -> Outcome:
+            return hit if only(context) else default
+
+        return one_rule, False
 
     def targeting(context: Context, user_id: str | None) -> Outcome:
         for pred, salt, lim, outcome in rule_list:
@@ -274,7 +282,7 @@ def _targeting(
                 return outcome
         return default
 
-    return targeting, any(r.get("percentage") is not None for r in flag_rules)
+    return targeting, needs_user
 
 
 def _nobody(context: Context) -> bool:
