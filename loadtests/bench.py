@@ -8,6 +8,7 @@ import os
 import platform
 import random
 import secrets
+import statistics
 import sys
 import time
 import traceback
@@ -159,7 +160,9 @@ class Bench:
         try:
             realistic = self.build(api, redis_url, "realistic", scenarios.REALISTIC)
             large = self.build(api, redis_url, "large", scenarios.LARGE)
-            self.throughput(baseline, proxy, api, realistic, large)
+            plain = self.build(api, redis_url, "realistic without rules", scenarios.WITHOUT_RULES)
+            self.throughput(baseline, proxy, api, realistic, large, plain)
+            self.metrics_cost(proxy, redis_url, realistic)
             self.propagation(api, redis_url, {"": realistic, "_large": large})
         finally:
             api.close()
@@ -212,18 +215,23 @@ class Bench:
         api: Api,
         realistic: scenarios.Project,
         large: scenarios.Project,
+        plain: scenarios.Project,
     ) -> None:
         """The baseline before and after the proxy's figures: the better run is the ceiling
         (other work on the machine only ever lowers a run)."""
         experiment = realistic.experiments[0]
         base_bodies = self.bodies("baseline", scenarios.evaluate_bodies(NO_PROJECT))
         say(f"throughput: {self.plan.warmup}s warm-up, then {self.plan.duration}s, each:")
-        say("baseline, evaluate_realistic, evaluate_large, track, baseline again")
+        say("baseline, evaluate_realistic, evaluate_no_rules, evaluate_large, track, baseline")
         first = self.measure(baseline, "/", base_bodies)
         runs = {
             "evaluate_realistic": (
                 self.measure(proxy, EVALUATE, self.evaluate_bodies(realistic)),
                 realistic.facts,
+            ),
+            "evaluate_no_rules": (
+                self.measure(proxy, EVALUATE, self.evaluate_bodies(plain)),
+                plain.facts,
             ),
             "evaluate_large": (
                 self.measure(proxy, EVALUATE, self.evaluate_bodies(large)),
@@ -242,6 +250,30 @@ class Bench:
         self.record("baseline", best.text(), {**best.figure(), "runs_rps": runs_rps})
         for name, (measured, facts) in runs.items():
             self.record(name, measured.text(best), {**measured.figure(best), **facts})
+
+    def metrics_cost(
+        self, proxy: procs.Server, redis_url: str, realistic: scenarios.Project
+    ) -> None:
+        """What request metrics cost evaluate: alternating runs of the same project on a proxy
+        with metrics and one with EDGE_METRICS=0, the median of each."""
+        bare = procs.start_proxy(self.procs, "proxy-bare", redis_url, self.token, EDGE_METRICS="0")
+        bodies = self.evaluate_bodies(realistic)
+        rounds = 2 if self.plan.duration < 5 else 3
+        say(f"metrics: evaluate_realistic with and without request metrics, {rounds} rounds each")
+        with_metrics, without = [], []
+        try:
+            for _ in range(rounds):
+                with_metrics.append(self.measure(proxy, EVALUATE, bodies).load.rps)
+                without.append(self.measure(bare, EVALUATE, bodies).load.rps)
+        finally:
+            self.procs.stop(bare.child)
+        on, off = statistics.median(with_metrics), statistics.median(without)
+        cost = 1 - on / off
+        self.record(
+            "metrics_cost",
+            f"with={on:.0f} req/s  without={off:.0f} req/s  cost={cost:.1%}",
+            {"with_rps": with_metrics, "without_rps": without, "cost": round(cost, 4)},
+        )
 
     def evaluate_bodies(self, project: scenarios.Project) -> Path:
         return self.bodies(f"evaluate-{project.id}", scenarios.evaluate_bodies(project.id))

@@ -205,9 +205,15 @@ class Server:
 
 
 def start_proxy(
-    procs: Processes, name: str, redis_url: str, token: str, cpu: int | None = SERVER_CORE
+    procs: Processes,
+    name: str,
+    redis_url: str,
+    token: str,
+    cpu: int | None = SERVER_CORE,
+    **settings: str,
 ) -> Server:
-    """`python -m proxy serve`, one worker (uvicorn then serves in the process itself)."""
+    """`python -m proxy serve`, one worker (uvicorn then serves in the process itself);
+    `settings` are extra EDGE_* variables."""
     port = free_port()
     env = {
         **os.environ,
@@ -218,6 +224,7 @@ def start_proxy(
         "EDGE_BOOTSTRAP_KEY": token,
         "EDGE_DATA_DIR": str(procs.workdir / name),
         "EDGE_LOG_LEVEL": "warning",
+        **settings,
     }
     child = procs.spawn(name, [sys.executable, "-m", "proxy", "serve"], cpu=cpu, env=env)
     _wait_for(lambda: get_status(port, "/readyz") == 200, child, f"{name} did not become ready")

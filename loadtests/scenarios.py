@@ -59,6 +59,8 @@ class Mix:
 
 
 REALISTIC = Mix(static=35, targeted=10, experiments=5)
+# The same project before targeting rules: its 10 targeted flags are plain static ones.
+WITHOUT_RULES = Mix(static=45, targeted=0, experiments=5)
 LARGE = REALISTIC.scaled(7, description=0, json_fields=1)  # 350 flags, lean records
 MEMORY = REALISTIC.scaled(20)  # 1,000 flags, 100 running experiments
 
