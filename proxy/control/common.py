@@ -128,6 +128,44 @@ async def project_record(request: Request, project_id: str) -> dict[str, Any]:
     return found(await runtime(request).store.get(GLOBAL, "projects", project_id))
 
 
+# Flags and segments are both records of a project addressed by their own id: one way to list,
+# read and patch them.
+
+
+async def list_owned(request: Request, kind: str) -> Response:
+    """`GET ?project_id=`: the project's records of `kind`, oldest first."""
+    authorize(request, READ)
+    project_id = request.query_params.get("project_id")
+    if not project_id:
+        raise invalid({"project_id": "is required (query parameter)"})
+    authorize(request, READ, project_id)
+    await project_record(request, project_id)
+    state = await runtime(request).store.load(project_id)
+    return reply(sorted(state.of(kind).values(), key=lambda r: (r["created_at"], r["id"])))
+
+
+async def read_owned(request: Request, kind: str, param: str) -> Response:
+    record_id = path_id(request, param)
+    project_id = await project_of(request, kind, record_id, READ)
+    return reply(found(await runtime(request).store.get(project_id, kind, record_id)))
+
+
+async def patch_owned(
+    request: Request, kind: str, param: str, patch: Callable[[Any, dict[str, Any]], Any]
+) -> Response:
+    record_id = path_id(request, param)
+    project_id = await project_of(request, kind, record_id, WRITE)
+    data = await body(request)
+
+    def change(state: ScopeState) -> Any:
+        record = found(state.of(kind).get(record_id))
+        updated = validated(lambda: patch(record, data))
+        state.put(kind, updated)
+        return updated
+
+    return reply(await commit(request, project_id, change))
+
+
 def found(record: T | None) -> T:
     if record is None:
         raise not_found()

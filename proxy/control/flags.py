@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy.control.common import (
-    READ,
     WRITE,
     authorize,
     body,
     commit,
     commit_owned,
     found,
+    list_owned,
     new_id,
     now,
+    patch_owned,
     path_id,
     project_of,
     project_record,
+    read_owned,
     reply,
     required_project,
     runtime,
     validated,
 )
 from proxy.domain import model
-from proxy.errors import conflict, invalid
+from proxy.errors import conflict
 from proxy.store.config import ScopeState
 
 
@@ -63,35 +63,17 @@ async def create(request: Request) -> Response:
 
 
 async def list_all(request: Request) -> Response:
-    authorize(request, READ)
-    project_id = request.query_params.get("project_id")
-    if not project_id:
-        raise invalid({"project_id": "is required (query parameter)"})
-    required_project(request, {"project_id": project_id}, READ)
-    await project_record(request, project_id)
-    state = await runtime(request).store.load(project_id)
-    flags = sorted(state.of("flags").values(), key=lambda f: (f["created_at"], f["key"]))
-    return reply(flags)
+    return await list_owned(request, "flags")
 
 
 async def read(request: Request) -> Response:
-    flag_id = path_id(request, "flag_id")
-    project_id = await project_of(request, "flags", flag_id, READ)
-    return reply(found(await runtime(request).store.get(project_id, "flags", flag_id)))
+    return await read_owned(request, "flags", "flag_id")
 
 
 async def update(request: Request) -> Response:
-    flag_id = path_id(request, "flag_id")
-    project_id = await project_of(request, "flags", flag_id, WRITE)
-    data = await body(request)
-
-    def patch(state: ScopeState) -> Any:
-        flag = found(state.of("flags").get(flag_id))
-        updated = validated(lambda: model.patch_flag(flag, data, now=now()))
-        state.put("flags", updated)
-        return updated
-
-    return reply(await commit(request, project_id, patch))
+    return await patch_owned(
+        request, "flags", "flag_id", lambda flag, data: model.patch_flag(flag, data, now=now())
+    )
 
 
 async def delete(request: Request) -> Response:

@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy.control.common import (
-    READ,
     WRITE,
     authorize,
     body,
     commit,
     commit_owned,
     found,
+    list_owned,
     new_id,
     now,
+    patch_owned,
     path_id,
     project_of,
     project_record,
+    read_owned,
     reply,
     required_project,
     runtime,
     validated,
 )
 from proxy.domain import model
-from proxy.errors import conflict, invalid
+from proxy.errors import conflict
 from proxy.store.config import ScopeState
 
 
@@ -46,34 +46,17 @@ async def create(request: Request) -> Response:
 
 
 async def list_all(request: Request) -> Response:
-    authorize(request, READ)
-    project_id = request.query_params.get("project_id")
-    if not project_id:
-        raise invalid({"project_id": "is required (query parameter)"})
-    required_project(request, {"project_id": project_id}, READ)
-    await project_record(request, project_id)
-    state = await runtime(request).store.load(project_id)
-    return reply(sorted(state.of("segments").values(), key=lambda s: (s["created_at"], s["id"])))
+    return await list_owned(request, "segments")
 
 
 async def read(request: Request) -> Response:
-    segment_id = path_id(request, "segment_id")
-    project_id = await project_of(request, "segments", segment_id, READ)
-    return reply(found(await runtime(request).store.get(project_id, "segments", segment_id)))
+    return await read_owned(request, "segments", "segment_id")
 
 
 async def update(request: Request) -> Response:
-    segment_id = path_id(request, "segment_id")
-    project_id = await project_of(request, "segments", segment_id, WRITE)
-    data = await body(request)
-
-    def patch(state: ScopeState) -> Any:
-        segment = found(state.of("segments").get(segment_id))
-        updated = validated(lambda: model.patch_segment(segment, data, now=now()))
-        state.put("segments", updated)
-        return updated
-
-    return reply(await commit(request, project_id, patch))
+    return await patch_owned(
+        request, "segments", "segment_id", lambda s, data: model.patch_segment(s, data, now=now())
+    )
 
 
 async def delete(request: Request) -> Response:
