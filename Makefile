@@ -37,5 +37,6 @@ bench: $(STAMP)
 loadtest: $(STAMP)
 	$(BIN)/python -m loadtests.run_locust
 
-clean:
+clean:  # stops the embedded Redis of `make run`, then removes it with its data
+	-test -f .edge-data/redis/redis.pid && kill $$(cat .edge-data/redis/redis.pid)
 	rm -rf $(VENV) .edge-data .pytest_cache .mypy_cache .ruff_cache
