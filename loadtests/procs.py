@@ -21,7 +21,7 @@ from types import FrameType, TracebackType
 
 import redis
 
-from proxy.store.embedded import free_port, redis_server_binary
+from proxy.store.embedded import answers, free_port, redis_server_binary
 
 HOST = "127.0.0.1"
 SERVER_CORE = 0
@@ -168,19 +168,8 @@ def start_redis(procs: Processes, name: str = "redis", cpu: int | None = LOAD_CO
     ]  # fmt: skip
     child = procs.spawn(name, argv, cpu=cpu)
     url = f"redis://{HOST}:{port}/0"
-    _wait_for(lambda: _redis_answers(url), child, f"{name} did not start")
+    _wait_for(lambda: answers(url), child, f"{name} did not start")
     return url
-
-
-def _redis_answers(url: str) -> bool:
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except redis.RedisError:
-        return False
 
 
 def flush_redis(url: str) -> None:

@@ -33,7 +33,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether a Redis answers PING at `url` within a second."""
     try:
         client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         try:
@@ -53,7 +54,7 @@ def ensure_embedded(data_dir: Path) -> str:
         fcntl.flock(lock, fcntl.LOCK_EX)  # workers and the CLI may race to start it
         if url_file.exists():
             url = url_file.read_text().strip()
-            if _answers(url):
+            if answers(url):
                 return url
         port = free_port()
         subprocess.run(
@@ -71,7 +72,7 @@ def ensure_embedded(data_dir: Path) -> str:
         )  # fmt: skip
         url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
-        while not _answers(url):
+        while not answers(url):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"embedded redis-server did not start; see {home}/redis.log")
             time.sleep(0.05)
