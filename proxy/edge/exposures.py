@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from proxy.store.events import EventStore, Exposure
 from proxy.store.spool import Spool, SpoolFull
 
-FLUSH_CHUNK = 2000
+FLUSH_CHUNK = 10_000
 
 
 class ExposureBuffer:

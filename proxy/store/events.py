@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+import orjson
 from redis.exceptions import RedisError
 
 from proxy.store import keys
@@ -23,6 +24,16 @@ for i = 1, #ARGV do
   redis.call('SADD', KEYS[2 * i], ARGV[i])
 end
 return added
+"""
+
+# KEYS[1] a set, ARGV[1] a JSON array of members: one argument however many members, so the
+# client packs one string instead of thousands (redis-py packs arguments in Python).
+_ADD_ALL = """
+local members = cjson.decode(ARGV[1])
+for i = 1, #members, 1000 do
+  redis.call('SADD', KEYS[1], unpack(members, i, math.min(i + 999, #members)))
+end
+return #members
 """
 
 Exposure = tuple[str, int, str]  # experiment id, variant index, user id
@@ -48,7 +59,7 @@ class EventStore:
             members[keys.exposures(experiment_id, variant)].append(user_id)
         pipe = self.redis.pipeline(transaction=False)
         for key, users in members.items():
-            pipe.sadd(key, *users)
+            pipe.eval(_ADD_ALL, 1, key, orjson.dumps(users))
         await pipe.execute()
 
     async def add_conversions(self, batch: Sequence[Conversion]) -> list[bool]:
