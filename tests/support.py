@@ -162,6 +162,8 @@ class RedisSentinelSet:
         )
         self.directory = directory
         self.sentinel_port = free_port()
+        while self.sentinel_port in (self.master.port, self.replica.port):
+            self.sentinel_port = free_port()
         self.sentinel: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisSentinelSet:
@@ -184,7 +186,16 @@ class RedisSentinelSet:
             try:
                 info = self.master.client().info("replication")
                 if info.get("connected_slaves", 0) >= 1 and self.master_port() == self.master.port:
-                    return self
+                    # The Sentinel learns of replicas from the master's INFO, not at once: a
+                    # failover asked for before it knows one fails with NOGOODSLAVE.
+                    replicas = self.sentinel_client().execute_command(
+                        "SENTINEL", "REPLICAS", "mymaster"
+                    )
+                    if any(
+                        r.get(b"flags") == b"slave" and r.get(b"master-link-status") == b"ok"
+                        for r in replicas
+                    ):
+                        return self
             except (redis.RedisError, OSError):
                 pass
             time.sleep(0.1)
