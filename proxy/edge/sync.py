@@ -107,7 +107,10 @@ class Sync:
 
     def _changed(self) -> None:
         # A snapshot lives until the next change: out of the cyclic collector's sight, its
-        # objects stop costing every collection a pause (freed by refcount all the same).
+        # objects stop costing every collection a pause (freed by refcount all the same, as a
+        # snapshot holds no cycles). Collect first, so no cyclic garbage is frozen for good;
+        # only what was allocated since the last change is left to traverse.
+        gc.collect()
         gc.freeze()
         self._lkg_dirty.set()
         for listener in self.listeners:
