@@ -79,13 +79,14 @@ class ApiKey:
     id: str
     scopes: frozenset[str]
     project_ids: frozenset[str] | None
+    can_evaluate: bool = field(init=False)  # evaluate, track, OFREP: decided once per key
+
+    def __post_init__(self) -> None:
+        evaluates = bool(self.scopes & {"*", "flags:read", "flags:evaluate"})
+        object.__setattr__(self, "can_evaluate", evaluates)
 
     def has(self, scope: str) -> bool:
         return "*" in self.scopes or scope in self.scopes
-
-    @property
-    def can_evaluate(self) -> bool:
-        return bool(self.scopes & {"*", "flags:read", "flags:evaluate"})
 
     def allows(self, project_id: str) -> bool:
         return self.project_ids is None or project_id in self.project_ids
