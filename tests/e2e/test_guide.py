@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import evaluate, make_project
+from tests.e2e.conftest import evaluate, make_flag, make_project
 from tests.support import Client, ServerProcess, eventually
 
 
@@ -148,13 +148,7 @@ def test_guide_walkthrough_on_two_processes(a: Client, b: Client) -> None:
 
 
 def test_lifecycle_transitions_other_than_draft_running_stopped_conflict(a: Client) -> None:
-    project_id = make_project(a)
-    r = a.post(
-        "/api/v1/flags",
-        {"project_id": project_id, "key": "f", "name": "F", "flag_type": "string",
-         "default_value": "control"},
-    )  # fmt: skip
-    flag_id = r.json["data"]["id"]
+    flag_id = make_flag(a, make_project(a), key="f")["id"]
     r = a.post(
         f"/api/v1/flags/{flag_id}/experiments",
         {"name": "E", "environment": "production", "variants": VARIANTS},
@@ -170,13 +164,7 @@ def test_lifecycle_transitions_other_than_draft_running_stopped_conflict(a: Clie
 
 
 def test_only_one_running_experiment_per_flag_and_environment(a: Client) -> None:
-    project_id = make_project(a)
-    r = a.post(
-        "/api/v1/flags",
-        {"project_id": project_id, "key": "f", "name": "F", "flag_type": "string",
-         "default_value": "control"},
-    )  # fmt: skip
-    flag_id = r.json["data"]["id"]
+    flag_id = make_flag(a, make_project(a), key="f")["id"]
     ids = []
     for env in ("production", "production", "staging"):
         r = a.post(
