@@ -16,12 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 
-from proxy.control.common import new_id, now, validated
-from proxy.control.keys import create_key, revoke_key, view
-from proxy.control.projects import add_project
-from proxy.domain import model
-from proxy.errors import ApiError
+from proxy.domain import access, changes, model
+from proxy.errors import from_domain
 from proxy.logs import log_config
 from proxy.settings import Settings, SettingsError
 from proxy.store.config import ConfigStore
@@ -33,6 +31,10 @@ def _print(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
+class CliError(Exception):
+    """Something outside the command went wrong: one line on stderr, exit 1."""
+
+
 def _with_store(settings: Settings, work: Callable[[ConfigStore], Awaitable[Any]]) -> Any:
     async def run() -> Any:
         redis = connect(settings)
@@ -41,7 +43,12 @@ def _with_store(settings: Settings, work: Callable[[ConfigStore], Awaitable[Any]
         finally:
             await redis.aclose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (RedisError, OSError, ValueError, RuntimeError) as e:
+        # Redis down, a bad REDIS_URL (redis-py says so with a ValueError), no embedded Redis.
+        where = settings.redis_url or "the embedded Redis"
+        raise CliError(f"cannot reach Redis at {where}: {e}") from None
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -73,21 +80,22 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 def keys_command(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "create":
         data: dict[str, Any] = {"name": args.name, "scopes": args.scopes.split(",")}
-        if args.project_ids:
+        if args.project_ids is not None:
             data["project_ids"] = args.project_ids.split(",")
+        token = access.new_token()
 
-        async def create(store: ConfigStore) -> Any:
-            key, token, _ = await create_key(store, data)
-            return {**key, "token": token}
+        def create(state: Any) -> model.KeyRecord:
+            return changes.add_key(state, data, token=token, id=model.new_id(), now=model.now())
 
-        key = _with_store(settings, create)
-        _print(key)
+        key, _ = _with_store(settings, lambda s: s.mutate(GLOBAL, create))
+        _print({**changes.key_view(key), "token": token})
         sys.stderr.write("The token is shown once: store it now.\n")
     elif args.action == "list":
         state = _with_store(settings, lambda s: s.load(GLOBAL))
-        _print([view(k) for k in state.of("keys").values()])
+        _print([changes.key_view(k) for k in changes.active_keys(state)])
     else:
-        _with_store(settings, lambda s: s.mutate(GLOBAL, lambda st: revoke_key(st, args.key_id)))
+        revoke = lambda st: changes.revoke_key(st, args.key_id, now=model.now())  # noqa: E731
+        _with_store(settings, lambda s: s.mutate(GLOBAL, revoke))
         _print({"revoked": args.key_id})
     return 0
 
@@ -95,18 +103,18 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> int:
 def projects_command(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "create":
         data: dict[str, Any] = {"name": args.name}
-        if args.slug:
+        if args.slug is not None:
             data["slug"] = args.slug
-        if args.environments:
+        if args.environments is not None:  # "" is a list of one empty name: refused
             data["environments"] = args.environments.split(",")
-        project = validated(lambda: model.new_project(data, id=new_id(), now=now()))
+        project = model.new_project(data, id=model.new_id(), now=model.now())
         result, _ = _with_store(
-            settings, lambda s: s.mutate(GLOBAL, lambda st: add_project(st, project))
+            settings, lambda s: s.mutate(GLOBAL, lambda st: changes.add_project(st, project))
         )
         _print(result)
     else:
         state = _with_store(settings, lambda s: s.load(GLOBAL))
-        _print(list(state.of("projects").values()))
+        _print(sorted(state.projects.values(), key=lambda p: (p["created_at"], p["id"])))
     return 0
 
 
@@ -150,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    except ApiError as e:
-        sys.stderr.write(f"error: {e.body().decode()}\n")
+    except model.DomainError as e:
+        sys.stderr.write(f"error: {from_domain(e).body().decode()}\n")
+        return 1
+    except CliError as e:
+        sys.stderr.write(f"error: {e}\n")
         return 1
 
 

@@ -1,10 +1,13 @@
-"""The one error shape of the API: `{"error": "<sentence>"}` plus optional sibling fields."""
+"""The one error shape of the API: `{"error": "<sentence>"}` plus optional sibling fields, and
+how each refusal of the domain becomes one."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+
+from proxy.domain.model import Conflict, DomainError, NotFound, ValidationError
 
 
 class ApiError(Exception):
@@ -57,3 +60,13 @@ def invalid(details: dict[str, str]) -> ApiError:
 
 def unavailable(reason: str) -> ApiError:
     return ApiError(503, "Service unavailable", reason=reason)
+
+
+def from_domain(error: DomainError) -> ApiError:
+    if isinstance(error, ValidationError):
+        return invalid(error.details)
+    if isinstance(error, NotFound):
+        return not_found()
+    if isinstance(error, Conflict):
+        return conflict(error.message)
+    raise TypeError(f"no answer for {type(error).__name__}")  # a new kind must choose one

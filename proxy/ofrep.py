@@ -15,9 +15,11 @@ from typing import Any
 
 import orjson
 
-from proxy.edge import wire
+from proxy import http
+from proxy.domain import model
+from proxy.domain.access import ApiKey
 from proxy.edge.auth import Auth
-from proxy.edge.snapshot import ApiKey, CompiledFlag, Plan
+from proxy.edge.snapshot import CompiledFlag, Plan
 from proxy.errors import ApiError, forbidden
 
 PREFIX = "/ofrep/v1/evaluate/flags"
@@ -39,16 +41,16 @@ class Ofrep:
         self.sync = auth.sync
         self.max_body = max_body
 
-    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> int:
+    async def __call__(self, scope: http.Scope, receive: http.Receive, send: http.Send) -> int:
         path: str = scope["path"]
         key = path[len(PREFIX) + 1 :] if path.startswith(PREFIX + "/") else None
         try:
             api_key = self.auth.key(scope)
             if not api_key.can_evaluate:
                 raise forbidden()
-            raw = await wire.read_body(scope, receive, self.max_body)
+            raw = await http.read_body(scope, receive, self.max_body)
             try:
-                data = wire.json_object(raw or b"{}")
+                data = http.json_object(raw or b"{}")
             except ApiError:
                 raise OfrepError(400, "PARSE_ERROR", "the body is not a JSON object") from None
             context = data.get("context", {})
@@ -57,21 +59,21 @@ class Ofrep:
             plan, env = self.plan(api_key, context)
             if key is not None:
                 body = self.single(plan, env, key, context)
-                await wire.reply(send, 200, body, wire.PRIVATE_HEADERS)
+                await http.reply(send, 200, body, http.PRIVATE_HEADERS)
                 return 200
             body = self.bulk(plan, env, context)
         except OfrepError as e:
-            await wire.reply(send, e.status, e.body(key))
+            await http.reply(send, e.status, e.body(key))
             return e.status
         except ApiError as e:
-            return await wire.reply_error(send, e)
+            return await http.reply_error(send, e)
         etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
-        headers = [*wire.PRIVATE_HEADERS, (b"etag", etag)]
+        headers = [*http.PRIVATE_HEADERS, (b"etag", etag)]
         if etag in _if_none_match(scope):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return 304
-        await wire.reply(send, 200, body, headers)
+        await http.reply(send, 200, body, headers)
         return 200
 
     def plan(self, api_key: ApiKey, context: dict[str, Any]) -> tuple[Plan, str]:
@@ -107,10 +109,11 @@ class Ofrep:
 
 
 def _targeting_key(context: dict[str, Any]) -> str | None:
-    key = context.get("targetingKey")
-    if key is None or isinstance(key, str):
-        return key or None
-    raise OfrepError(400, "INVALID_CONTEXT", "targetingKey must be a string")
+    """The user id: the same rule as evaluate's and track's (proxy.domain.model.user_id)."""
+    try:
+        return model.user_id(context.get("targetingKey"))
+    except model.UserIdError as e:
+        raise OfrepError(400, "INVALID_CONTEXT", f"targetingKey {e}") from None
 
 
 def _with_user(context: dict[str, Any], user_id: str | None) -> dict[str, Any]:
@@ -129,7 +132,7 @@ def _result(flag: CompiledFlag, env: str, context: dict[str, Any], user_id: str 
     }
 
 
-def _if_none_match(scope: wire.Scope) -> list[bytes]:
+def _if_none_match(scope: http.Scope) -> list[bytes]:
     for name, value in scope["headers"]:
         if name == b"if-none-match":
             return [v.strip() for v in value.split(b",")]

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.domain import model, rules
-from proxy.edge.track import DEFAULT_GOAL, MAX_USER_ID
+from proxy.domain import access, model, rules
+from proxy.domain.model import DEFAULT_GOAL, MAX_USER_ID
 
 Schema = dict[str, Any]
 
@@ -85,6 +85,20 @@ PROBABILITY: Schema = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
 INTERVAL = nullable(array({"type": "number"}, minItems=2, maxItems=2))
 GOAL = {**NAME, "default": DEFAULT_GOAL}
+# proxy.domain.model.user_id: a string or an integer of 1 to MAX_USER_ID characters.
+USER_ID: Schema = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID},
+        {"type": "integer"},
+    ]
+}
+USER_ID_OR_NONE: Schema = {
+    "anyOf": [
+        {"type": "string", "maxLength": MAX_USER_ID},
+        {"type": "integer"},
+        {"type": "null"},
+    ]
+}
 STAMPS = {"created_at": TIME, "updated_at": TIME}
 
 # --- Targeting conditions: the value each operator takes (rules.check_condition) -------------
@@ -191,7 +205,7 @@ FLAG_RESULT = record({"value": ANY, "rule_id": STRING_OR_NULL})
 OFREP_ERROR_CODES = ["PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL"]
 OFREP_CONTEXT = obj(
     {
-        "targetingKey": {**STRING_OR_NULL, "description": "The user id."},
+        "targetingKey": {**USER_ID_OR_NONE, "description": "The user id, as evaluate's user_id."},
         "project_id": {**STRING, "description": "Unless the key has exactly one project."},
         "environment": {**STRING, "description": "Default: the project's default."},
     },
@@ -217,7 +231,7 @@ SCHEMAS: dict[str, Schema] = {
     "KeyCreate": obj(
         {
             "name": text(),
-            "scopes": array({"enum": list(model.SCOPES)}, minItems=1),
+            "scopes": array({"enum": list(access.SCOPES)}, minItems=1),
             "project_ids": nullable(array(STRING, minItems=1, description="Existing projects.")),
         },
         "name scopes",
@@ -226,7 +240,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "id": ID,
             "name": STRING,
-            "scopes": array({"enum": list(model.SCOPES)}),
+            "scopes": array({"enum": list(access.SCOPES)}),
             "project_ids": nullable(array(STRING)),
             "prefix": {**STRING, "maxLength": 12, "description": "The token's first characters."},
             "created_at": TIME,
@@ -429,9 +443,18 @@ SCHEMAS: dict[str, Schema] = {
             "environment": {**STRING_OR_NULL, "description": "Default: the project's default."},
             "context": nullable(
                 obj(
-                    {"user_id": {"type": ["string", "integer", "null"]}},
+                    {"user_id": USER_ID_OR_NONE},
                     description="Attributes for the rules; `user_id` buckets rollouts and "
-                    "experiments (an integer as its decimal spelling).",
+                    'experiments (an integer as its decimal spelling; absent, null or "" '
+                    "is no user).",
+                )
+            ),
+            "flags": nullable(
+                array(
+                    STRING,
+                    maxItems=model.MAX_FLAG_KEYS,
+                    description="Only these flag keys are answered, and only they expose the "
+                    "user to their experiments; unknown keys are absent from the answer.",
                 )
             ),
         },
@@ -451,13 +474,15 @@ SCHEMAS: dict[str, Schema] = {
         {
             "flag_id": STRING,
             "experiment_id": STRING,
-            "user_id": {
-                "anyOf": [
-                    {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID},
-                    {"type": "integer"},
-                ]
-            },
+            "user_id": USER_ID,
             "goal": GOAL,
+            "value": {
+                "type": "number",
+                "minimum": -model.MAX_VALUE,
+                "maximum": model.MAX_VALUE,
+                "description": "The conversion's value (revenue, say): the first counted "
+                "conversion of a user and goal keeps its value; absent counts 0.",
+            },
         },
         "flag_id experiment_id user_id",
     ),

@@ -1,15 +1,17 @@
-"""Operations routes: liveness, readiness."""
+"""Operations routes: liveness, readiness, metrics."""
 
 from __future__ import annotations
 
 import time
 
 import orjson
+from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.control.common import runtime
+from proxy import metrics as prometheus
+from proxy.runtime import runtime_of
 
 
 def _json(data: object, status: int = 200) -> Response:
@@ -21,7 +23,7 @@ async def healthz(request: Request) -> Response:
 
 
 def not_ready_reason(request: Request) -> str | None:
-    rt = runtime(request)
+    rt = runtime_of(request)
     sync = rt.sync
     if not sync.loaded:
         return "no configuration snapshot loaded yet"
@@ -41,9 +43,8 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    rt = runtime(request)
-    body = rt.metrics.render(rt)
-    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+    registry: CollectorRegistry = request.app.state.metrics
+    return Response(prometheus.render(registry), media_type=prometheus.CONTENT_TYPE)
 
 
 routes = [

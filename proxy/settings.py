@@ -1,112 +1,127 @@
-"""One typed settings object, read from the environment once (see the README's table)."""
+"""One typed settings object, read from the environment once (see the README's table).
+
+Each field is one line of the table: its environment variable, its parser and its default,
+written once (`setting(...)`); `Settings.from_env` and the deployment tests read the table.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 BOOTSTRAP_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{20,}$")
 REDIS_MODES = ("standalone", "cluster", "sentinel")
+DEFAULT_DATA_DIR = Path(".edge-data")
+
+Parser = Callable[[str, str], Any]  # (variable, raw value) -> value; raises SettingsError
 
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot run with."""
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "")
-    if not raw:
-        return default
+def text(variable: str, raw: str) -> str:
+    return raw
+
+
+def integer(variable: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        raise SettingsError(f"{variable} must be an integer, got {raw!r}") from None
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "")
-    if not raw:
-        return default
+def positive_integer(variable: str, raw: str) -> int:
+    value = integer(variable, raw)
+    if value < 1:
+        raise SettingsError(f"{variable} must be at least 1")
+    return value
+
+
+def number(variable: str, raw: str) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        raise SettingsError(f"{variable} must be a number, got {raw!r}") from None
 
 
-def _list(env: dict[str, str], name: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
+def flag(variable: str, raw: str) -> bool:
+    return raw.lower() not in ("0", "false", "off", "no")
+
+
+def names(variable: str, raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def path(variable: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def redis_mode(variable: str, raw: str) -> str:
+    if raw not in REDIS_MODES:
+        raise SettingsError(f"{variable} must be one of {', '.join(REDIS_MODES)}")
+    return raw
+
+
+def bootstrap_key(variable: str, raw: str) -> str:
+    if not BOOTSTRAP_KEY_RE.fullmatch(raw):
+        raise SettingsError(f"{variable} must be 20 or more characters of [A-Za-z0-9_-]")
+    return raw
+
+
+def setting(variable: str, parse: Parser, default: Any) -> Any:
+    """A field of Settings: read from `variable` with `parse` when set and not empty."""
+    return field(default=default, metadata={"variable": variable, "parse": parse})
 
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str | None = None
-    redis_mode: str = "standalone"
-    redis_sentinels: tuple[str, ...] = ()
-    redis_sentinel_master: str = "mymaster"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    bootstrap_key: str | None = None
-    data_dir: Path = field(default_factory=lambda: Path(".edge-data"))
-    max_body_bytes: int = 64 * 1024
-    max_header_bytes: int = 16 * 1024
+    redis_url: str | None = setting("REDIS_URL", text, None)
+    redis_mode: str = setting("REDIS_MODE", redis_mode, "standalone")
+    redis_sentinels: tuple[str, ...] = setting("REDIS_SENTINELS", names, ())
+    redis_sentinel_master: str = setting("REDIS_SENTINEL_MASTER", text, "mymaster")
+    host: str = setting("EDGE_HOST", text, "127.0.0.1")
+    port: int = setting("EDGE_PORT", integer, 8080)
+    workers: int = setting("EDGE_WORKERS", positive_integer, 1)
+    bootstrap_key: str | None = setting("EDGE_BOOTSTRAP_KEY", bootstrap_key, None)
+    data_dir: Path = setting("EDGE_DATA_DIR", path, DEFAULT_DATA_DIR)  # noqa: RUF009 (a field)
+    max_body_bytes: int = setting("EDGE_MAX_BODY_BYTES", integer, 64 * 1024)
+    max_header_bytes: int = setting("EDGE_MAX_HEADER_BYTES", integer, 16 * 1024)
     # How often every process compares its project versions with Redis (pub/sub can drop).
-    poll_interval: float = 2.0
+    poll_interval: float = setting("EDGE_POLL_INTERVAL", number, 2.0)
     # /readyz turns 503 once the snapshot has not been confirmed current for this long.
-    stale_after: float = 30.0
-    exposure_flush_interval: float = 0.25
-    exposure_buffer_max: int = 100_000
-    exposure_seen_max: int = 4_194_304
-    spool_max_bytes: int = 256 * 1024 * 1024
-    cors_origins: tuple[str, ...] = ()
-    rate_limit_per_second: float = 0.0
-    redis_timeout: float = 2.0
-    redis_max_connections: int = 32
-    redis_wait_replicas: int = 0
-    shutdown_timeout: float = 8.0
-    log_level: str = "info"
-    metrics: bool = True
+    stale_after: float = setting("EDGE_STALE_AFTER", number, 30.0)
+    exposure_flush_interval: float = setting("EDGE_EXPOSURE_FLUSH_INTERVAL", number, 0.25)
+    exposure_buffer_max: int = setting("EDGE_EXPOSURE_BUFFER_MAX", integer, 100_000)
+    exposure_seen_max: int = setting("EDGE_EXPOSURE_SEEN_MAX", integer, 4_194_304)
+    spool_max_bytes: int = setting("EDGE_SPOOL_MAX_BYTES", integer, 256 * 1024 * 1024)
+    cors_origins: tuple[str, ...] = setting("EDGE_CORS_ORIGINS", names, ())
+    rate_limit_per_second: float = setting("EDGE_RATE_LIMIT", number, 0.0)
+    redis_timeout: float = setting("EDGE_REDIS_TIMEOUT", number, 2.0)
+    redis_max_connections: int = setting("EDGE_REDIS_MAX_CONNECTIONS", integer, 32)
+    redis_wait_replicas: int = setting("EDGE_REDIS_WAIT_REPLICAS", integer, 0)
+    shutdown_timeout: float = setting("EDGE_SHUTDOWN_TIMEOUT", number, 8.0)
+    log_level: str = setting("EDGE_LOG_LEVEL", text, "info")
+    metrics: bool = setting("EDGE_METRICS", flag, True)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        e = dict(os.environ if env is None else env)
-        mode = e.get("REDIS_MODE", "standalone") or "standalone"
-        if mode not in REDIS_MODES:
-            raise SettingsError(f"REDIS_MODE must be one of {', '.join(REDIS_MODES)}")
-        key = e.get("EDGE_BOOTSTRAP_KEY") or None
-        if key is not None and not BOOTSTRAP_KEY_RE.fullmatch(key):
-            raise SettingsError("EDGE_BOOTSTRAP_KEY must be 20 or more characters of [A-Za-z0-9_-]")
-        s = cls(
-            redis_url=e.get("REDIS_URL") or None,
-            redis_mode=mode,
-            redis_sentinels=_list(e, "REDIS_SENTINELS"),
-            redis_sentinel_master=e.get("REDIS_SENTINEL_MASTER") or "mymaster",
-            host=e.get("EDGE_HOST") or "127.0.0.1",
-            port=_int(e, "EDGE_PORT", 8080),
-            workers=_int(e, "EDGE_WORKERS", 1),
-            bootstrap_key=key,
-            data_dir=Path(e.get("EDGE_DATA_DIR") or ".edge-data"),
-            max_body_bytes=_int(e, "EDGE_MAX_BODY_BYTES", 64 * 1024),
-            max_header_bytes=_int(e, "EDGE_MAX_HEADER_BYTES", 16 * 1024),
-            poll_interval=_float(e, "EDGE_POLL_INTERVAL", 2.0),
-            stale_after=_float(e, "EDGE_STALE_AFTER", 30.0),
-            exposure_flush_interval=_float(e, "EDGE_EXPOSURE_FLUSH_INTERVAL", 0.25),
-            exposure_buffer_max=_int(e, "EDGE_EXPOSURE_BUFFER_MAX", 100_000),
-            exposure_seen_max=_int(e, "EDGE_EXPOSURE_SEEN_MAX", 4_194_304),
-            spool_max_bytes=_int(e, "EDGE_SPOOL_MAX_BYTES", 256 * 1024 * 1024),
-            cors_origins=_list(e, "EDGE_CORS_ORIGINS"),
-            rate_limit_per_second=_float(e, "EDGE_RATE_LIMIT", 0.0),
-            redis_timeout=_float(e, "EDGE_REDIS_TIMEOUT", 2.0),
-            redis_max_connections=_int(e, "EDGE_REDIS_MAX_CONNECTIONS", 32),
-            redis_wait_replicas=_int(e, "EDGE_REDIS_WAIT_REPLICAS", 0),
-            shutdown_timeout=_float(e, "EDGE_SHUTDOWN_TIMEOUT", 8.0),
-            log_level=e.get("EDGE_LOG_LEVEL") or "info",
-            metrics=(e.get("EDGE_METRICS") or "1") not in ("0", "false", "off"),
-        )
-        if s.workers < 1:
-            raise SettingsError("EDGE_WORKERS must be at least 1")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = e.get(f.metadata["variable"], "")
+            if raw:
+                values[f.name] = f.metadata["parse"](f.metadata["variable"], raw)
+        s = cls(**values)
         if s.redis_mode == "sentinel" and not s.redis_sentinels:
             raise SettingsError("REDIS_MODE=sentinel needs REDIS_SENTINELS=host:port,...")
         return s
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """Environment variable -> field name, for every setting."""
+        return {f.metadata["variable"]: f.name for f in fields(cls)}

@@ -1,7 +1,8 @@
 """Experiments: `/api/v1/flags/{flag_id}/experiments[/{id}[/start|/stop]]`, and their results.
 
-Lifecycle: draft -> running -> stopped, nothing else; at most one running experiment per flag
-and environment. Results are read from the event sets: two SCARDs per variant.
+Lifecycle (proxy.domain.changes.transition): draft -> running -> stopped, nothing else; at most
+one running experiment per flag and environment. Results are read from the event sets: two
+SCARDs per variant.
 """
 
 from __future__ import annotations
@@ -12,45 +13,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.control.common import (
-    READ,
-    WRITE,
-    body,
-    commit,
-    found,
-    new_id,
-    now,
-    path_id,
-    project_of,
-    project_record,
-    reply,
-    runtime,
-    validated,
-)
-from proxy.domain import model, stats
-from proxy.edge.track import DEFAULT_GOAL
-from proxy.errors import conflict, invalid, not_found
-from proxy.store.config import ScopeState
+from proxy.control.common import body, commit, path_id, project_of, project_record, reply
+from proxy.domain import changes, model, stats
+from proxy.domain.access import READ, WRITE
+from proxy.domain.changes import found
+from proxy.domain.scope import ScopeState
+from proxy.runtime import runtime_of
 from proxy.store.events import EventStore
 
 
-def experiment_of(state: ScopeState, flag_id: str, experiment_id: str) -> model.Record:
-    experiment: model.Record = found(state.of("experiments").get(experiment_id))
-    if experiment["flag_id"] != flag_id:
-        raise not_found()
-    return experiment
-
-
 async def view(
-    events: EventStore, experiment: model.Record, goal: str | None = None
-) -> model.Record:
+    events: EventStore, experiment: model.Experiment, goal: str | None = None
+) -> dict[str, Any]:
     """The stored experiment with `conversions` (the default goal's converting users), and
     `results` for `goal` when one is asked for."""
     variants = experiment["variants"]
-    exposures, converted = await events.counts(experiment["id"], DEFAULT_GOAL, len(variants))
-    out = {**experiment, "conversions": sum(converted)}
+    default = model.DEFAULT_GOAL
+    exposures, converted = await events.counts(experiment["id"], default, len(variants))
+    out: dict[str, Any] = {**experiment, "conversions": sum(converted)}
     if goal is not None:
-        if goal != DEFAULT_GOAL:
+        if goal != default:
             exposures, converted = await events.counts(experiment["id"], goal, len(variants))
         computed = stats.experiment_results(
             [v["percentage"] for v in variants],
@@ -66,10 +48,10 @@ async def create(request: Request) -> Response:
     project = await project_record(request, project_id)
     data = await body(request)
 
-    def add(state: ScopeState) -> model.Record:
-        flag = found(state.of("flags").get(flag_id))
-        experiment = validated(
-            lambda: model.new_experiment(data, flag=flag, project=project, id=new_id(), now=now())
+    def add(state: ScopeState) -> model.Experiment:
+        flag = found(state.flags.get(flag_id))
+        experiment = model.new_experiment(
+            data, flag=flag, project=project, id=model.new_id(), now=model.now()
         )
         state.put("experiments", experiment)
         return experiment
@@ -81,24 +63,20 @@ async def create(request: Request) -> Response:
 async def list_all(request: Request) -> Response:
     flag_id = path_id(request, "flag_id")
     project_id = await project_of(request, "flags", flag_id, READ)
-    state = await runtime(request).store.load(project_id)
-    found(state.of("flags").get(flag_id))
-    experiments = [e for e in state.of("experiments").values() if e["flag_id"] == flag_id]
-    experiments.sort(key=lambda e: (e["created_at"], e["id"]))
-    events = runtime(request).events
-    return reply([await view(events, e) for e in experiments])
+    state = await runtime_of(request).store.load(project_id)
+    found(state.flags.get(flag_id))
+    events = runtime_of(request).events
+    return reply([await view(events, e) for e in changes.flag_experiments(state, flag_id)])
 
 
 async def read(request: Request) -> Response:
     flag_id = path_id(request, "flag_id")
     experiment_id = path_id(request, "experiment_id")
     project_id = await project_of(request, "flags", flag_id, READ)
-    goal = request.query_params.get("goal", DEFAULT_GOAL)
-    if not model.NAME_RE.fullmatch(goal):
-        raise invalid({"goal": "must match ^[A-Za-z0-9_.-]{1,64}$"})
-    state = await runtime(request).store.load(project_id)
-    experiment = experiment_of(state, flag_id, experiment_id)
-    return reply(await view(runtime(request).events, experiment, goal))
+    goal = model.goal_name(request.query_params.get("goal"))
+    state = await runtime_of(request).store.load(project_id)
+    experiment = changes.experiment_of(state, flag_id, experiment_id)
+    return reply(await view(runtime_of(request).events, experiment, goal))
 
 
 async def update(request: Request) -> Response:
@@ -107,36 +85,14 @@ async def update(request: Request) -> Response:
     project_id = await project_of(request, "flags", flag_id, WRITE)
     data = await body(request)
 
-    def patch(state: ScopeState) -> Any:
-        experiment = experiment_of(state, flag_id, experiment_id)
-        updated = validated(lambda: model.patch_experiment(experiment, data, now=now()))
+    def patch(state: ScopeState) -> model.Experiment:
+        experiment = changes.experiment_of(state, flag_id, experiment_id)
+        updated = model.patch_experiment(experiment, data, now=model.now())
         state.put("experiments", updated)
         return updated
 
     experiment = await commit(request, project_id, patch)
-    return reply(await view(runtime(request).events, experiment))
-
-
-def _transition(state: ScopeState, flag_id: str, experiment_id: str, to: str) -> model.Record:
-    experiment = experiment_of(state, flag_id, experiment_id)
-    at = now()
-    if to == "running":
-        if experiment["status"] != "draft":
-            raise conflict(f"Experiment is {experiment['status']}; only a draft can start")
-        for other in state.of("experiments").values():
-            if (
-                other["flag_id"] == flag_id
-                and other["environment"] == experiment["environment"]
-                and other["status"] == "running"
-            ):
-                raise conflict("Another experiment is already running on this flag")
-        changed = {**experiment, "status": "running", "started_at": at, "updated_at": at}
-    else:
-        if experiment["status"] != "running":
-            raise conflict(f"Experiment is {experiment['status']}; only a running one can stop")
-        changed = {**experiment, "status": "stopped", "stopped_at": at, "updated_at": at}
-    state.put("experiments", changed)
-    return changed
+    return reply(await view(runtime_of(request).events, experiment))
 
 
 def transition(to: str) -> Any:
@@ -145,9 +101,11 @@ def transition(to: str) -> Any:
         experiment_id = path_id(request, "experiment_id")
         project_id = await project_of(request, "flags", flag_id, WRITE)
         experiment = await commit(
-            request, project_id, lambda s: _transition(s, flag_id, experiment_id, to)
+            request,
+            project_id,
+            lambda s: changes.transition(s, flag_id, experiment_id, to, now=model.now()),
         )
-        return reply(await view(runtime(request).events, experiment))
+        return reply(await view(runtime_of(request).events, experiment))
 
     return handle
 

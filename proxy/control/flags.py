@@ -7,15 +7,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy.control.common import (
-    WRITE,
     authorize,
     body,
     commit,
     commit_owned,
-    found,
     list_owned,
-    new_id,
-    now,
     patch_owned,
     path_id,
     project_of,
@@ -23,31 +19,10 @@ from proxy.control.common import (
     read_owned,
     reply,
     required_project,
-    runtime,
-    validated,
 )
-from proxy.domain import model
-from proxy.errors import conflict
-from proxy.store.config import ScopeState
-
-
-def add_flag(state: ScopeState, flag: model.Record) -> model.Record:
-    if any(f["key"] == flag["key"] for f in state.of("flags").values()):
-        raise conflict("A flag with this key already exists in this project")
-    state.put("flags", flag)
-    return flag
-
-
-def remove_flag(state: ScopeState, flag_id: str) -> list[model.Record]:
-    """Delete the flag with its rules and experiments; return the experiments removed."""
-    found(state.of("flags").get(flag_id))
-    state.delete("flags", flag_id)
-    for rule in [r for r in state.of("rules").values() if r["flag_id"] == flag_id]:
-        state.delete("rules", rule["id"])
-    experiments = [e for e in state.of("experiments").values() if e["flag_id"] == flag_id]
-    for experiment in experiments:
-        state.delete("experiments", experiment["id"])
-    return experiments
+from proxy.domain import changes, model
+from proxy.domain.access import WRITE
+from proxy.runtime import runtime_of
 
 
 async def create(request: Request) -> Response:
@@ -55,9 +30,9 @@ async def create(request: Request) -> Response:
     data = await body(request)
     project_id = required_project(request, data, WRITE)
     await project_record(request, project_id)
-    flag = validated(lambda: model.new_flag(data, id=new_id(), now=now()))
+    flag = model.new_flag(data, id=model.new_id(), now=model.now())
     added = await commit_owned(
-        request, "flags", flag["id"], project_id, lambda s: add_flag(s, flag)
+        request, "flags", flag["id"], project_id, lambda s: changes.add_flag(s, flag)
     )
     return reply(added, 201)
 
@@ -72,15 +47,15 @@ async def read(request: Request) -> Response:
 
 async def update(request: Request) -> Response:
     return await patch_owned(
-        request, "flags", "flag_id", lambda flag, data: model.patch_flag(flag, data, now=now())
+        request, "flags", "flag_id", lambda f, data: model.patch_flag(f, data, now=model.now())
     )
 
 
 async def delete(request: Request) -> Response:
     flag_id = path_id(request, "flag_id")
     project_id = await project_of(request, "flags", flag_id, WRITE)
-    rt = runtime(request)
-    experiments = await commit(request, project_id, lambda s: remove_flag(s, flag_id))
+    rt = runtime_of(request)
+    experiments = await commit(request, project_id, lambda s: changes.remove_flag(s, flag_id))
     await rt.store.drop_owner("flags", flag_id)
     for e in experiments:
         await rt.events.delete_experiment(e["id"], len(e["variants"]))

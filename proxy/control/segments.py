@@ -7,15 +7,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy.control.common import (
-    WRITE,
     authorize,
     body,
     commit,
     commit_owned,
-    found,
     list_owned,
-    new_id,
-    now,
     patch_owned,
     path_id,
     project_of,
@@ -23,12 +19,11 @@ from proxy.control.common import (
     read_owned,
     reply,
     required_project,
-    runtime,
-    validated,
 )
-from proxy.domain import model
-from proxy.errors import conflict
-from proxy.store.config import ScopeState
+from proxy.domain import changes, model
+from proxy.domain.access import WRITE
+from proxy.domain.scope import ScopeState
+from proxy.runtime import runtime_of
 
 
 async def create(request: Request) -> Response:
@@ -36,9 +31,9 @@ async def create(request: Request) -> Response:
     data = await body(request)
     project_id = required_project(request, data, WRITE)
     await project_record(request, project_id)
-    segment = validated(lambda: model.new_segment(data, id=new_id(), now=now()))
+    segment = model.new_segment(data, id=model.new_id(), now=model.now())
 
-    def add(state: ScopeState) -> model.Record:
+    def add(state: ScopeState) -> model.Segment:
         state.put("segments", segment)
         return segment
 
@@ -55,22 +50,18 @@ async def read(request: Request) -> Response:
 
 async def update(request: Request) -> Response:
     return await patch_owned(
-        request, "segments", "segment_id", lambda s, data: model.patch_segment(s, data, now=now())
+        request,
+        "segments",
+        "segment_id",
+        lambda s, data: model.patch_segment(s, data, now=model.now()),
     )
 
 
 async def delete(request: Request) -> Response:
     segment_id = path_id(request, "segment_id")
     project_id = await project_of(request, "segments", segment_id, WRITE)
-
-    def remove(state: ScopeState) -> None:
-        found(state.of("segments").get(segment_id))
-        if any(r.get("segment_id") == segment_id for r in state.of("rules").values()):
-            raise conflict("Segment is used by a targeting rule")
-        state.delete("segments", segment_id)
-
-    await commit(request, project_id, remove)
-    await runtime(request).store.drop_owner("segments", segment_id)
+    await commit(request, project_id, lambda s: changes.remove_segment(s, segment_id))
+    await runtime_of(request).store.drop_owner("segments", segment_id)
     return reply(None, 204)
 
 

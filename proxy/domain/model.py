@@ -1,23 +1,27 @@
 """The records of the API and every validation rule they obey (pure: no I/O).
 
-Records are plain JSON-ready dicts, exactly as stored in Redis and (mostly) as returned. Each
-`new_*` builds a record from a request body and each `patch_*` applies a PATCH body; both raise
-ValidationError with a field path -> message map, the `details` of a 422.
+Records are plain JSON-ready dicts, exactly as stored in Redis and (mostly) as returned; their
+shapes are the TypedDicts below, so mypy checks every use while orjson and the hot path see
+plain dicts. Each `new_*` builds a record from a request body and each `patch_*` applies a PATCH
+body; both raise ValidationError with a field path -> message map, the `details` of a 422. The
+requests of the edge routes (evaluate, track) are validated here too: one file for every rule.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import uuid
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
+from proxy.domain.access import SCOPES
 from proxy.domain.rules import ConditionError, check_condition
 
-Record = dict[str, Any]
+Record = dict[str, Any]  # any JSON object: a request body, a record before it is typed
 
 FLAG_TYPES = ("boolean", "string", "number", "json")
-SCOPES = ("flags:read", "flags:write", "flags:evaluate", "*")
 DEFAULT_ENVIRONMENTS = ("production", "staging", "development")
 FLAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # environments, variant keys, goals
@@ -26,12 +30,157 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 MAX_TEXT = 2000
 MAX_CONDITIONS = 50
 MAX_VARIANTS = 20
+# Nesting of arrays and objects in any stored value. orjson writes at most 254 levels and the
+# last-known-good file nests every record four levels deeper; 32 is far below both, and far
+# above any real flag value.
+MAX_DEPTH = 32
+DEFAULT_GOAL = "conversion"
+MAX_USER_ID = 256  # characters of a user id, on every route that takes one
+MAX_VALUE = 1e12  # |value| of a conversion
+MAX_FLAG_KEYS = 1000  # keys in evaluate's optional `flags` list
 
 
-class ValidationError(Exception):
+def must_match(regex: re.Pattern[str]) -> str:
+    """The message for a field that must match `regex`, built from the regex itself."""
+    return f"must match {regex.pattern}"
+
+
+USER_ID_RULE = f"must be a string or an integer of 1 to {MAX_USER_ID} characters"
+
+
+# Record shapes --------------------------------------------------------------------------------
+
+
+class Project(TypedDict):
+    id: str
+    name: str
+    slug: str | None  # None until the store derives a free one from the name
+    environments: list[str]
+    settings: dict[str, Any]  # default_environment, and whatever else the user keeps there
+    created_at: str
+    updated_at: str
+
+
+class KeyRecord(TypedDict):
+    id: str
+    name: str
+    scopes: list[str]
+    project_ids: list[str] | None
+    prefix: str  # the token's first 12 characters, to recognise it in a list
+    created_at: str
+    token_sha256: NotRequired[str]  # stored, never shown
+    revoked_at: NotRequired[str | None]  # a revoked key is kept, so its return can be told
+
+
+class Flag(TypedDict):
+    id: str
+    project_id: str
+    key: str
+    name: str
+    flag_type: str
+    default_value: Any
+    enabled: bool
+    description: str | None
+    tags: list[str]
+    created_at: str
+    updated_at: str
+
+
+class Condition(TypedDict):
+    attribute: str
+    operator: str
+    value: Any
+
+
+class Rule(TypedDict):
+    id: str
+    flag_id: str
+    environment: str
+    position: int
+    conditions: list[Condition]
+    value: Any
+    percentage: float | None
+    enabled: bool
+    segment_id: str | None
+    created_at: str
+    updated_at: str
+
+
+class SegmentCondition(TypedDict):
+    key: str
+    operator: str
+    value: Any
+
+
+class Segment(TypedDict):
+    id: str
+    project_id: str
+    name: str
+    description: str | None
+    rules: list[SegmentCondition]
+    match_type: Literal["all", "any"]
+    created_at: str
+    updated_at: str
+
+
+class Variant(TypedDict):
+    key: str
+    value: Any
+    percentage: int
+
+
+class Experiment(TypedDict):
+    id: str
+    flag_id: str
+    project_id: str
+    name: str
+    environment: str
+    status: Literal["draft", "running", "stopped"]
+    variants: list[Variant]
+    traffic_percentage: float
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    stopped_at: str | None
+
+
+AnyRecord = Project | KeyRecord | Flag | Rule | Segment | Experiment
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now() -> str:
+    """The current time as the API writes it: RFC 3339, UTC, whole seconds, `Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Errors ---------------------------------------------------------------------------------------
+
+
+class DomainError(Exception):
+    """A request the domain refuses; the routes and the CLI turn each kind into their answer."""
+
+
+class ValidationError(DomainError):
+    """Well-formed input that breaks a rule (422): `details` maps field paths to messages."""
+
     def __init__(self, details: dict[str, str]) -> None:
         super().__init__(details)
         self.details = details
+
+
+class NotFound(DomainError):
+    """No such record (404)."""
+
+
+class Conflict(DomainError):
+    """A change the current state does not allow (409): a duplicate, a lifecycle step."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class _Check:
@@ -97,6 +246,27 @@ def is_number(value: Any) -> bool:
     )
 
 
+def depth_ok(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays and objects nest at most `limit` levels in `value` (iterative: a hostile
+    value must not exhaust the stack of the check meant to refuse it)."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > limit:
+            return False
+        stack.extend((child, level + 1) for child in children)
+    return True
+
+
+DEPTH_RULE = f"must not nest arrays and objects more than {MAX_DEPTH} levels deep"
+
+
 def value_fits(flag_type: str, value: Any) -> bool:
     if flag_type == "boolean":
         return isinstance(value, bool)
@@ -118,7 +288,7 @@ def percentage(value: Any, *, whole: bool) -> float | None:
     return float(value)
 
 
-def _environment(check: _Check, project: Record, name: str = "environment") -> Any:
+def _environment(check: _Check, project: Project, name: str = "environment") -> Any:
     env = check.body.get(name)
     if env is None:
         check.fail(name, "is required")
@@ -140,12 +310,12 @@ def slugify(name: str, taken: set[str]) -> str:
     return slug
 
 
-def new_project(body: Mapping[str, Any], *, id: str, now: str) -> Record:
+def new_project(body: Mapping[str, Any], *, id: str, now: str) -> Project:
     c = _Check(body)
     name = c.text("name", required=True)
     slug = body.get("slug")
     if slug is not None and (not isinstance(slug, str) or not SLUG_RE.fullmatch(slug)):
-        c.fail("slug", "must match ^[a-z0-9][a-z0-9-]{0,63}$")
+        c.fail("slug", must_match(SLUG_RE))
     envs = body.get("environments", list(DEFAULT_ENVIRONMENTS))
     if envs is None:
         envs = list(DEFAULT_ENVIRONMENTS)
@@ -155,7 +325,7 @@ def new_project(body: Mapping[str, Any], *, id: str, now: str) -> Record:
     else:
         for i, env in enumerate(envs):
             if not isinstance(env, str) or not NAME_RE.fullmatch(env):
-                c.fail(f"environments[{i}]", "must match ^[A-Za-z0-9_.-]{1,64}$")
+                c.fail(f"environments[{i}]", must_match(NAME_RE))
         if len(set(map(str, envs))) != len(envs):
             c.fail("environments", "must not repeat a name")
     settings = body.get("settings")
@@ -163,6 +333,9 @@ def new_project(body: Mapping[str, Any], *, id: str, now: str) -> Record:
         settings = {}
     elif not isinstance(settings, dict):
         c.fail("settings", "must be an object")
+        settings = {}
+    elif not depth_ok(settings):
+        c.fail("settings", DEPTH_RULE)
         settings = {}
     settings = dict(settings)
     default_env = settings.setdefault("default_environment", envs[0] if envs else None)
@@ -185,7 +358,7 @@ def new_project(body: Mapping[str, Any], *, id: str, now: str) -> Record:
 
 def new_key(
     body: Mapping[str, Any], *, projects: Mapping[str, Any], id: str, now: str, token: str
-) -> Record:
+) -> KeyRecord:
     c = _Check(body)
     name = c.text("name", required=True)
     scopes = body.get("scopes")
@@ -214,11 +387,11 @@ def new_key(
 # Flags ----------------------------------------------------------------------------------------
 
 
-def new_flag(body: Mapping[str, Any], *, id: str, now: str) -> Record:
+def new_flag(body: Mapping[str, Any], *, id: str, now: str) -> Flag:
     c = _Check(body)
     key = body.get("key")
     if not isinstance(key, str) or not FLAG_KEY_RE.fullmatch(key):
-        c.fail("key", "must match ^[A-Za-z0-9_.-]{1,128}$")
+        c.fail("key", must_match(FLAG_KEY_RE))
     name = c.text("name", required=True)
     flag_type = body.get("flag_type")
     if flag_type not in FLAG_TYPES:
@@ -227,15 +400,17 @@ def new_flag(body: Mapping[str, Any], *, id: str, now: str) -> Record:
         c.fail("default_value", "is required")
     elif flag_type in FLAG_TYPES and not value_fits(flag_type, body["default_value"]):
         c.fail("default_value", f"must be a {flag_type} value")
+    elif not depth_ok(body["default_value"]):
+        c.fail("default_value", DEPTH_RULE)
     description = c.optional_text("description", None)
     tags = c.tags([])
     c.done()
     return {
         "id": id,
         "project_id": body["project_id"],
-        "key": key,
+        "key": body["key"],
         "name": name,
-        "flag_type": flag_type,
+        "flag_type": body["flag_type"],
         "default_value": body["default_value"],
         "enabled": False,
         "description": description,
@@ -245,14 +420,14 @@ def new_flag(body: Mapping[str, Any], *, id: str, now: str) -> Record:
     }
 
 
-def _immutable(c: _Check, record: Record, *names: str) -> None:
+def _immutable(c: _Check, record: Mapping[str, Any], *names: str) -> None:
     """A PATCH may repeat a field it cannot change, but not change it."""
     for name in names:
         if name in c.body and c.body[name] != record.get(name):
             c.fail(name, "cannot be changed")
 
 
-def patch_flag(flag: Record, body: Mapping[str, Any], *, now: str) -> Record:
+def patch_flag(flag: Flag, body: Mapping[str, Any], *, now: str) -> Flag:
     c = _Check(body)
     _immutable(c, flag, "id", "project_id", "key", "flag_type")
     name = c.text("name", required=False, default=flag["name"])
@@ -262,6 +437,8 @@ def patch_flag(flag: Record, body: Mapping[str, Any], *, now: str) -> Record:
     default = body.get("default_value", flag["default_value"])
     if not value_fits(flag["flag_type"], default):
         c.fail("default_value", f"must be a {flag['flag_type']} value")
+    elif not depth_ok(default):
+        c.fail("default_value", DEPTH_RULE)
     c.done()
     return {
         **flag,
@@ -278,6 +455,7 @@ def patch_flag(flag: Record, body: Mapping[str, Any], *, now: str) -> Record:
 
 
 def _conditions(c: _Check, field: str, attr_field: str) -> list[Record]:
+    """Conditions as stored: `attr_field` is "attribute" in rules and "key" in segments."""
     raw = c.body.get(field, [])
     if not isinstance(raw, list) or len(raw) > MAX_CONDITIONS:
         c.fail(field, f"must be a list of at most {MAX_CONDITIONS} conditions")
@@ -298,7 +476,9 @@ def _conditions(c: _Check, field: str, attr_field: str) -> list[Record]:
     return out
 
 
-def _rule_fields(c: _Check, flag: Record, segments: Mapping[str, Record], base: Record) -> Record:
+def _rule_fields(
+    c: _Check, flag: Flag, segments: Mapping[str, Segment], base: Mapping[str, Any]
+) -> Record:
     fields = dict(base)
     if "position" in c.body:
         pos = c.body["position"]
@@ -312,6 +492,8 @@ def _rule_fields(c: _Check, flag: Record, segments: Mapping[str, Record], base: 
             c.fail("value", "is required")
         elif not value_fits(flag["flag_type"], c.body["value"]):
             c.fail("value", f"must be a {flag['flag_type']} value (the flag's type)")
+        elif not depth_ok(c.body["value"]):
+            c.fail("value", DEPTH_RULE)
         fields["value"] = c.body.get("value")
     if "percentage" in c.body:
         raw = c.body["percentage"]
@@ -331,19 +513,19 @@ def _rule_fields(c: _Check, flag: Record, segments: Mapping[str, Record], base: 
 def new_rule(
     body: Mapping[str, Any],
     *,
-    flag: Record,
-    project: Record,
-    segments: Mapping[str, Record],
+    flag: Flag,
+    project: Project,
+    segments: Mapping[str, Segment],
     next_position: int,
     id: str,
     now: str,
-) -> Record:
+) -> Rule:
     c = _Check(body)
     env = _environment(c, project)
     base = {"position": next_position, "percentage": None, "segment_id": None}
     fields = _rule_fields(c, flag, segments, base)
     c.done()
-    return {
+    rule = {
         "id": id,
         "flag_id": flag["id"],
         "environment": env,
@@ -351,45 +533,47 @@ def new_rule(
         "created_at": now,
         "updated_at": now,
     }
+    return cast(Rule, rule)
 
 
 def patch_rule(
-    rule: Record, body: Mapping[str, Any], *, flag: Record, segments: Mapping[str, Record], now: str
-) -> Record:
+    rule: Rule, body: Mapping[str, Any], *, flag: Flag, segments: Mapping[str, Segment], now: str
+) -> Rule:
     c = _Check(body)
     _immutable(c, rule, "id", "flag_id", "environment")
     fields = _rule_fields(c, flag, segments, rule)
     c.done()
-    return {**rule, **fields, "updated_at": now}
+    return cast(Rule, {**rule, **fields, "updated_at": now})
 
 
-def rule_order(rule: Record) -> tuple[int, str, str]:
+def rule_order(rule: Rule) -> tuple[int, str, str]:
     """Evaluation order: lower position first, then the older rule."""
     return (rule["position"], rule["created_at"], rule["id"])
 
 
-def new_segment(body: Mapping[str, Any], *, id: str, now: str) -> Record:
+def new_segment(body: Mapping[str, Any], *, id: str, now: str) -> Segment:
     c = _Check(body)
     fields = _segment_fields(c, {"description": None, "match_type": "all"})
     c.done()
-    return {
+    segment = {
         "id": id,
         "project_id": body["project_id"],
         **fields,
         "created_at": now,
         "updated_at": now,
     }
+    return cast(Segment, segment)
 
 
-def patch_segment(segment: Record, body: Mapping[str, Any], *, now: str) -> Record:
+def patch_segment(segment: Segment, body: Mapping[str, Any], *, now: str) -> Segment:
     c = _Check(body)
     _immutable(c, segment, "id", "project_id")
     fields = _segment_fields(c, segment)
     c.done()
-    return {**segment, **fields, "updated_at": now}
+    return cast(Segment, {**segment, **fields, "updated_at": now})
 
 
-def _segment_fields(c: _Check, base: Record) -> Record:
+def _segment_fields(c: _Check, base: Mapping[str, Any]) -> Record:
     fields: Record = {}
     fields["name"] = c.text("name", required="name" not in base, default=base.get("name"))
     fields["description"] = c.optional_text("description", base["description"])
@@ -406,8 +590,8 @@ def _segment_fields(c: _Check, base: Record) -> Record:
 
 
 def new_experiment(
-    body: Mapping[str, Any], *, flag: Record, project: Record, id: str, now: str
-) -> Record:
+    body: Mapping[str, Any], *, flag: Flag, project: Project, id: str, now: str
+) -> Experiment:
     c = _Check(body)
     name = c.text("name", required=True)
     env = _environment(c, project)
@@ -430,7 +614,7 @@ def new_experiment(
     }
 
 
-def _variants(c: _Check, flag: Record) -> list[Record]:
+def _variants(c: _Check, flag: Flag) -> list[Variant]:
     raw = c.body.get("variants")
     if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_VARIANTS:
         c.fail("variants", f"must be a list of 2 to {MAX_VARIANTS} variants")
@@ -443,13 +627,15 @@ def _variants(c: _Check, flag: Record) -> list[Record]:
             continue
         key, value, pct = v.get("key"), v.get("value"), v.get("percentage")
         if not isinstance(key, str) or not NAME_RE.fullmatch(key):
-            c.fail(f"{path}.key", "must be a non-empty name matching ^[A-Za-z0-9_.-]{1,64}$")
+            c.fail(f"{path}.key", must_match(NAME_RE))
         elif key in seen:
             c.fail(f"{path}.key", "duplicate variant key")
         else:
             seen.add(key)
         if "value" not in v or not value_fits(flag["flag_type"], value):
             c.fail(f"{path}.value", f"must be a {flag['flag_type']} value (the flag's type)")
+        elif not depth_ok(value):
+            c.fail(f"{path}.value", DEPTH_RULE)
         whole = percentage(pct, whole=True)
         if whole is None:
             c.fail(f"{path}.percentage", "must be an integer from 0 to 100")
@@ -460,7 +646,7 @@ def _variants(c: _Check, flag: Record) -> list[Record]:
         out.append({"key": key, "value": value, "percentage": pct})
     if len(out) == len(raw) and whole_percentages and total != 100:
         c.fail("variants", f"percentages must sum to 100, not {total:g}")
-    return out
+    return cast(list[Variant], out)
 
 
 def _traffic(c: _Check, default: float) -> float:
@@ -472,7 +658,7 @@ def _traffic(c: _Check, default: float) -> float:
     return pct
 
 
-def patch_experiment(experiment: Record, body: Mapping[str, Any], *, now: str) -> Record:
+def patch_experiment(experiment: Experiment, body: Mapping[str, Any], *, now: str) -> Experiment:
     c = _Check(body)
     _immutable(c, experiment, "id", "flag_id", "project_id", "environment", "variants", "status")
     name = c.text("name", required=False, default=experiment["name"])
@@ -497,3 +683,98 @@ def require_ids(body: Mapping[str, Any], *names: str) -> None:
 
 def is_id(value: Any) -> bool:
     return isinstance(value, str) and bool(UUID_RE.fullmatch(value))
+
+
+# Edge requests: evaluate, track, OFREP ------------------------------------------------------
+
+
+class UserIdError(ValueError):
+    """A user id that breaks USER_ID_RULE; each route names the field in its own answer."""
+
+
+def user_id(value: object) -> str | None:
+    """The one rule of what a user id is, shared by evaluate, OFREP and track: a string or an
+    integer (bucketed by its decimal spelling) of 1 to MAX_USER_ID characters. Absent, null and
+    "" mean no user, as OFREP's empty targetingKey does: such a request is never exposed, and
+    an id that track would refuse is refused here too, so no exposure can never convert."""
+    if type(value) is str:
+        if len(value) <= MAX_USER_ID:
+            return value or None
+    elif value is None:
+        return None
+    elif type(value) is int:
+        spelled = str(value)  # JSON integers reach here within 64 bits: at most 20 characters
+        if len(spelled) <= MAX_USER_ID:
+            return spelled
+    raise UserIdError(USER_ID_RULE)
+
+
+class TrackRequest(TypedDict):
+    flag_id: str
+    experiment_id: str
+    user_id: str
+    goal: str
+    value: float | None
+
+
+def track_request(body: Mapping[str, Any]) -> TrackRequest:
+    errors: dict[str, str] = {}
+    for name in ("flag_id", "experiment_id"):
+        if not isinstance(body.get(name), str):
+            errors[name] = "is required"
+    try:
+        uid = user_id(body.get("user_id"))
+    except UserIdError:
+        uid = None
+    if uid is None:
+        errors["user_id"] = USER_ID_RULE
+    goal = body.get("goal", DEFAULT_GOAL)
+    if not isinstance(goal, str) or not NAME_RE.fullmatch(goal):
+        errors["goal"] = must_match(NAME_RE)
+    value = body.get("value")
+    if value is not None and (not is_number(value) or abs(value) > MAX_VALUE):
+        errors["value"] = f"must be a finite number with |value| <= {MAX_VALUE:g}"
+    if errors:
+        raise ValidationError(errors)
+    assert uid is not None
+    return {
+        "flag_id": body["flag_id"],
+        "experiment_id": body["experiment_id"],
+        "user_id": uid,
+        "goal": goal,
+        "value": None if value is None else float(value),
+    }
+
+
+def goal_name(value: str | None) -> str:
+    """A goal named in a query (`?goal=`): the default when absent."""
+    if value is None:
+        return DEFAULT_GOAL
+    if not NAME_RE.fullmatch(value):
+        raise ValidationError({"goal": must_match(NAME_RE)})
+    return value
+
+
+def context_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Evaluate's `context`: an object, or absent (an empty context)."""
+    context = body.get("context")
+    if context is None:
+        return {}
+    if not isinstance(context, dict):
+        raise ValidationError({"context": "must be an object"})
+    return context
+
+
+def flag_keys(body: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Evaluate's optional `flags`: the keys to answer (and expose) alone, in the order asked
+    and without repeats; None for all."""
+    keys = body.get("flags")
+    if keys is None:
+        return None
+    if (
+        not isinstance(keys, list)
+        or len(keys) > MAX_FLAG_KEYS
+        or not all(isinstance(k, str) for k in keys)
+    ):
+        raise ValidationError({"flags": f"must be a list of at most {MAX_FLAG_KEYS} flag keys"})
+    return tuple(dict.fromkeys(keys))

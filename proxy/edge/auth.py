@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 
-from proxy.edge import wire
-from proxy.edge.snapshot import ApiKey
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from proxy import http
+from proxy.domain.access import ApiKey, token_sha256
 from proxy.edge.sync import Sync
 from proxy.errors import ApiError, unauthorized, unavailable
 
@@ -19,8 +22,11 @@ CACHE_MAX = 10_000
 
 
 class Auth:
-    def __init__(self, sync: Sync, rate_per_second: float) -> None:
+    def __init__(
+        self, sync: Sync, rate_per_second: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.sync = sync
+        self.clock = clock
         # Token -> key for known tokens, valid for one snapshot of the keys: saves the SHA-256
         # on every request, and a revocation (a new keys mapping) empties it.
         self._cache: dict[bytes, ApiKey] = {}
@@ -29,12 +35,12 @@ class Auth:
         self.buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, at)
         self.limited = 0
 
-    def key(self, scope: wire.Scope) -> ApiKey:
+    def key(self, scope: http.Scope) -> ApiKey:
         """The request's key: 503 before any snapshot is loaded, 401 when unknown or revoked,
         429 past its rate."""
         if not self.sync.loaded:
             raise unavailable("no configuration snapshot loaded yet")
-        token = wire.token(scope)
+        token = http.token(scope)
         if token is None:
             raise unauthorized()
         keys = self.sync.snapshot.keys
@@ -42,7 +48,7 @@ class Auth:
             self._cache, self._cache_for = {}, keys
         key = self._cache.get(token)
         if key is None:
-            key = keys.get(wire.token_hash(token))
+            key = keys.get(token_sha256(token))
             if key is None:
                 raise unauthorized()
             if len(self._cache) < CACHE_MAX:
@@ -52,7 +58,7 @@ class Auth:
         return key
 
     def _spend(self, key_id: str) -> None:
-        now = time.monotonic()
+        now = self.clock()
         tokens, at = self.buckets.get(key_id, (self.rate, now))
         tokens = min(self.rate, tokens + (now - at) * self.rate)
         if tokens < 1:
@@ -66,3 +72,8 @@ class Auth:
                 headers=[(b"retry-after", str(wait).encode())],
             )
         self.buckets[key_id] = (tokens - 1, now)
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "edge_rate_limited", "Requests refused by the per-key rate limit", self.limited
+        )

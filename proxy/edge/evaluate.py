@@ -8,19 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.edge import wire
+from proxy import http
+from proxy.domain import model
+from proxy.domain.access import ApiKey
 from proxy.edge.auth import Auth
-from proxy.edge.snapshot import ApiKey
-from proxy.errors import ApiError, forbidden, invalid, not_found
-
-
-def user_id_of(context: dict[str, Any]) -> str | None:
-    uid = context.get("user_id")
-    if uid is None or isinstance(uid, str):
-        return uid
-    if isinstance(uid, int) and not isinstance(uid, bool):
-        return str(uid)  # numeric ids are common; they bucket as their decimal spelling
-    raise invalid({"context.user_id": "must be a string"})
+from proxy.errors import ApiError, forbidden, from_domain, invalid, not_found
 
 
 class Evaluate:
@@ -29,16 +21,18 @@ class Evaluate:
         self.sync = auth.sync
         self.max_body = max_body
 
-    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> int:
+    async def __call__(self, scope: http.Scope, receive: http.Receive, send: http.Send) -> int:
         try:
             key = self.auth.key(scope)
             if not key.can_evaluate:
                 raise forbidden()
-            data = wire.json_object(await wire.read_body(scope, receive, self.max_body))
+            data = http.json_object(await http.read_body(scope, receive, self.max_body))
             body = self.answer(key, data)
         except ApiError as e:
-            return await wire.reply_error(send, e)
-        await wire.reply(send, 200, body, wire.PRIVATE_HEADERS)
+            return await http.reply_error(send, e)
+        except model.DomainError as e:
+            return await http.reply_error(send, from_domain(e))
+        await http.reply(send, 200, body, http.PRIVATE_HEADERS)
         return 200
 
     def answer(self, key: ApiKey, data: dict[str, Any]) -> bytes:
@@ -56,9 +50,12 @@ class Evaluate:
         plan = project.plans.get(env) if isinstance(env, str) else None
         if plan is None:
             raise invalid({"environment": "unknown environment for this project"})
-        context = data.get("context")
-        if context is None:
-            context = {}
-        elif not isinstance(context, dict):
-            raise invalid({"context": "must be an object"})
-        return plan.render(context, user_id_of(context))
+        context = model.context_of(data)
+        try:
+            user_id = model.user_id(context.get("user_id"))
+        except model.UserIdError as e:
+            raise invalid({"context.user_id": str(e)}) from None
+        keys = model.flag_keys(data)
+        if keys is not None:
+            return plan.render_only(context, user_id, keys)
+        return plan.render(context, user_id)

@@ -8,15 +8,17 @@ here, so evaluate and OFREP only pick one; nothing is rendered per request but t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from proxy.domain import bucketing, model, rules
+from proxy.domain.access import ApiKey, compile_keys
+from proxy.domain.model import Experiment, Flag, Project, Rule, Segment
 
-Record = dict[str, Any]
+Records = Mapping[str, Mapping[str, Any]]  # kind -> id -> record, as stored
 Context = Mapping[str, Any]
 ExposureSink = Callable[[str, int, str], None]
 
@@ -54,6 +56,17 @@ class Plan:
             return self.prefix + b"}}"
         return self.prefix + b",".join([f(context, user_id).fragment for f in self.dynamic]) + b"}}"
 
+    def render_only(self, context: Context, user_id: str | None, keys: Iterable[str]) -> bytes:
+        """The answer for the flags named (unknown ones left out): only their experiments
+        see the user, so an app that shows one flag exposes the user to that one alone."""
+        parts = []
+        for key in keys:
+            flag = self.flags.get(key)
+            if flag is not None:
+                outcome = flag.static or flag.evaluate(context, user_id)
+                parts.append(outcome.fragment)
+        return b'{"flags":{' + b",".join(parts) + b"}}"
+
 
 @dataclass(frozen=True, slots=True)
 class ExperimentPlan:
@@ -75,31 +88,13 @@ class ExperimentPlan:
 
 
 @dataclass(frozen=True, slots=True)
-class ApiKey:
-    id: str
-    scopes: frozenset[str]
-    project_ids: frozenset[str] | None
-    can_evaluate: bool = field(init=False)  # evaluate, track, OFREP: decided once per key
-
-    def __post_init__(self) -> None:
-        evaluates = bool(self.scopes & {"*", "flags:read", "flags:evaluate"})
-        object.__setattr__(self, "can_evaluate", evaluates)
-
-    def has(self, scope: str) -> bool:
-        return "*" in self.scopes or scope in self.scopes
-
-    def allows(self, project_id: str) -> bool:
-        return self.project_ids is None or project_id in self.project_ids
-
-
-@dataclass(frozen=True, slots=True)
 class ProjectSnapshot:
     id: str
     version: int
-    project: Record
+    project: Project
     plans: Mapping[str, Plan]
     experiments: Mapping[str, ExperimentPlan]
-    records: Mapping[str, Mapping[str, Record]]  # as stored: for the last-known-good file
+    records: Records  # as stored: for the last-known-good file
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,30 +103,18 @@ class Snapshot:
     keys: Mapping[str, ApiKey]  # SHA-256 hex of the token -> key
     projects: Mapping[str, ProjectSnapshot]
     experiments: Mapping[str, ExperimentPlan] = field(default_factory=dict)
-    global_records: Mapping[str, Mapping[str, Record]] = field(default_factory=dict)
+    global_records: Records = field(default_factory=dict)
 
 
 EMPTY = Snapshot(0, {}, {})
 
 
-def compile_keys(records: Mapping[str, Record]) -> dict[str, ApiKey]:
-    return {
-        r["token_sha256"]: ApiKey(
-            r["id"],
-            frozenset(r["scopes"]),
-            None if r.get("project_ids") is None else frozenset(r["project_ids"]),
-        )
-        for r in records.values()
-    }
-
-
-def with_global(
-    snap: Snapshot, version: int, records: Mapping[str, Mapping[str, Record]]
-) -> Snapshot:
+def with_global(snap: Snapshot, version: int, records: Records) -> Snapshot:
     """The new global scope; projects it no longer names are dropped with it."""
     projects = {pid: p for pid, p in snap.projects.items() if pid in records["projects"]}
     experiments = {e: p for ps in projects.values() for e, p in ps.experiments.items()}
-    return Snapshot(version, compile_keys(records["keys"]), projects, experiments, records)
+    keys = compile_keys(records["keys"].values())
+    return Snapshot(version, keys, projects, experiments, records)
 
 
 def with_project(snap: Snapshot, project: ProjectSnapshot | None, project_id: str) -> Snapshot:
@@ -145,28 +128,28 @@ def with_project(snap: Snapshot, project: ProjectSnapshot | None, project_id: st
 
 
 def compile_project(
-    project: Record,
-    version: int,
-    records: Mapping[str, Mapping[str, Record]],
-    on_exposure: ExposureSink,
+    project: Project, version: int, records: Records, on_exposure: ExposureSink
 ) -> ProjectSnapshot:
-    flags = records["flags"].values()
+    # Creation order: answers are stable, whatever order Redis returns a hash in.
+    flags: list[Flag] = sorted(records["flags"].values(), key=lambda f: (f["created_at"], f["id"]))
+    segment_records: Mapping[str, Segment] = records["segments"]
     segments = {
         s["id"]: rules.compile_match(
             [(c["key"], c["operator"], c["value"]) for c in s["rules"]],
             match_any=s["match_type"] == "any",
         )
-        for s in records["segments"].values()
+        for s in segment_records.values()
     }
     experiments = {e["id"]: _experiment(e) for e in records["experiments"].values()}
     plans = {}
+    experiment_records: Mapping[str, Experiment] = records["experiments"]
     for env in project["environments"]:
         running = {
             e["flag_id"]: experiments[e["id"]]
-            for e in records["experiments"].values()
+            for e in experiment_records.values()
             if e["environment"] == env and e["status"] == "running"
         }
-        env_rules = sorted(
+        env_rules: list[Rule] = sorted(
             (r for r in records["rules"].values() if r["environment"] == env and r["enabled"]),
             key=model.rule_order,
         )
@@ -176,7 +159,7 @@ def compile_project(
                 [r for r in env_rules if r["flag_id"] == f["id"]],
                 segments,
                 running.get(f["id"]),
-                records["experiments"],
+                experiment_records,
                 on_exposure,
             )
             for f in flags
@@ -197,7 +180,7 @@ def _outcome(key: str, value: Any, variant: str, reason: str, rule_id: str | Non
     return Outcome(fragment, value, variant, reason, rule_id)
 
 
-def _experiment(e: Record) -> ExperimentPlan:
+def _experiment(e: Experiment) -> ExperimentPlan:
     return ExperimentPlan(
         id=e["id"],
         flag_id=e["flag_id"],
@@ -212,11 +195,11 @@ def _experiment(e: Record) -> ExperimentPlan:
 
 
 def _flag(
-    flag: Record,
-    flag_rules: list[Record],
+    flag: Flag,
+    flag_rules: list[Rule],
     segments: Mapping[str, rules.Predicate],
     experiment: ExperimentPlan | None,
-    experiment_records: Mapping[str, Record],
+    experiment_records: Mapping[str, Experiment],
     on_exposure: ExposureSink,
 ) -> CompiledFlag:
     key = flag["key"]
@@ -243,8 +226,8 @@ def _constant(outcome: Outcome) -> FlagFn:
 
 def _targeting(
     key: str,
-    flag: Record,
-    flag_rules: list[Record],
+    flag: Flag,
+    flag_rules: list[Rule],
     segments: Mapping[str, rules.Predicate],
     default: Outcome,
 ) -> tuple[FlagFn | None, bool]:
@@ -255,9 +238,10 @@ def _targeting(
     for r in flag_rules:
         conds = [(c["attribute"], c["operator"], c["value"]) for c in r["conditions"]]
         pred = rules.compile_match(conds)
-        if r.get("segment_id"):
+        segment_id = r.get("segment_id")
+        if segment_id:
             # A segment we do not hold (a hand-edited store) matches no one: fail closed.
-            pred = _both(pred, segments.get(r["segment_id"], _nobody))
+            pred = _both(pred, segments.get(segment_id, _nobody))
         pct = r.get("percentage")
         salt = None if pct is None else bucketing.rollout_salt(r["id"])
         lim = bucketing.BUCKETS if pct is None else bucketing.limit(pct)
@@ -297,7 +281,7 @@ def _both(a: rules.Predicate, b: rules.Predicate) -> rules.Predicate:
 def _split(
     key: str,
     experiment: ExperimentPlan,
-    variants: list[Record],
+    variants: list[model.Variant],
     fallback: FlagFn,
     on_exposure: ExposureSink,
 ) -> FlagFn:

@@ -14,20 +14,20 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis.asyncio as aredis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.exceptions import RedisError
 
 from proxy.edge import snapshot as snap
 from proxy.store import keys
 from proxy.store.config import ConfigStore
+from proxy.store.files import write_atomically
 
 log = logging.getLogger("proxy.sync")
 LKG_FORMAT = 1
@@ -54,6 +54,9 @@ class Sync:
         self.confirmed_at = 0.0
         self.reconnects = 0
         self.redis_errors = 0
+        self.compile_errors = 0
+        self.lkg_write_errors = 0
+        self._failed: dict[str, int] = {}  # scope -> the version that failed to compile
         self.loaded_at: dict[str, float] = {}  # per project, monotonic
         self.subscribed = False
         self._locks: dict[str, asyncio.Lock] = {}
@@ -77,19 +80,21 @@ class Sync:
         async with lock:
             if at_least is None or self.held_version(scope) < at_least:
                 state = await self.store.load(scope)
-                if scope == keys.GLOBAL:
-                    self.snapshot = snap.with_global(self.snapshot, state.version, state.records)
-                    self._changed()
-                else:
-                    project = self.snapshot.global_records.get("projects", {}).get(scope)
-                    unknown_project = project is None  # newer than our global scope
-                    if project is not None:
-                        compiled = snap.compile_project(
-                            project, state.version, state.records, self.on_exposure
-                        )
-                        self.snapshot = snap.with_project(self.snapshot, compiled, scope)
-                        self.loaded_at[scope] = time.monotonic()
-                        self._changed()
+                if self._failed.get(scope) == state.version:
+                    return  # this version cannot be compiled; said so once already
+                try:
+                    unknown_project = not self._apply(scope, state.version, state.records)
+                except Exception:
+                    # Not Redis's fault, so not a reason to reconnect: a record this code
+                    # cannot compile. Keep serving the version held, until a new one comes.
+                    self.compile_errors += 1
+                    self._failed[scope] = state.version
+                    log.exception(
+                        "could not compile scope %s at version %d; serving the version held",
+                        scope,
+                        state.version,
+                    )
+                    return
         if unknown_project:
             await self.refresh(keys.GLOBAL)
         elif scope == keys.GLOBAL:
@@ -104,6 +109,22 @@ class Sync:
         self.loaded = True
         self.from_lkg = False
         self.confirmed_at = time.monotonic()
+
+    def _apply(self, scope: str, version: int, records: snap.Records) -> bool:
+        """Compile and swap in a scope; False when the project is not in the global scope held
+        (it is newer than what we hold of the global scope)."""
+        if scope == keys.GLOBAL:
+            self.snapshot = snap.with_global(self.snapshot, version, records)
+        else:
+            project = self.snapshot.global_records.get("projects", {}).get(scope)
+            if project is None:
+                return False
+            compiled = snap.compile_project(project, version, records, self.on_exposure)
+            self.snapshot = snap.with_project(self.snapshot, compiled, scope)
+            self.loaded_at[scope] = time.monotonic()
+        self._failed.pop(scope, None)
+        self._changed()
+        return True
 
     def _changed(self) -> None:
         # A snapshot lives until the next change: out of the cyclic collector's sight, its
@@ -136,10 +157,8 @@ class Sync:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        with contextlib.suppress(Exception):
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
             await self.pubsub_client.aclose()
 
     async def _listen(self, first_load: asyncio.Future[None]) -> None:
@@ -159,14 +178,19 @@ class Sync:
                         await self._on_message(message["data"])
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # Redis gone, or a bad message: reconnect and resync
+            except Exception as e:
+                # Redis gone: reconnect and resync. Anything else is a bug, logged as one; the
+                # listener must not die of it, so it resyncs the same way.
                 self.subscribed = False
                 self.reconnects += 1
-                self.redis_errors += 1
-                log.warning(
-                    "sync connection lost (%s); retrying in %.2fs", type(e).__name__, backoff
-                )
-                with contextlib.suppress(Exception):
+                if isinstance(e, RedisError | OSError | TimeoutError):
+                    self.redis_errors += 1
+                    log.warning(
+                        "sync connection lost (%s); retrying in %.2fs", type(e).__name__, backoff
+                    )
+                else:
+                    log.exception("sync listener failed; resyncing in %.2fs", backoff)
+                with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -195,7 +219,7 @@ class Sync:
                 self.confirmed_at = time.monotonic()
             except asyncio.CancelledError:
                 raise
-            except Exception as e:
+            except (RedisError, OSError, TimeoutError) as e:
                 self.redis_errors += 1
                 log.warning("version poll failed (%s)", type(e).__name__)
 
@@ -212,6 +236,10 @@ class Sync:
         }
 
     async def _write_lkg(self) -> None:
+        """Write the snapshot to the last-known-good file 0.5 s after a change. A failed write
+        is logged, counted and tried again (backing off to 30 s) until one succeeds: a proxy
+        that cold-starts from a stale file would accept keys revoked since."""
+        retry = 0.5
         while True:
             await self._lkg_dirty.wait()
             await asyncio.sleep(0.5)  # coalesce bursts of changes into one write
@@ -220,12 +248,20 @@ class Sync:
                 continue
             try:
                 data = orjson.dumps(self._lkg_document())
-                await asyncio.to_thread(_atomic_write, self.lkg_path, data)
-            except Exception as e:
-                log.warning("could not write the last-known-good snapshot (%s)", e)
+                await asyncio.to_thread(write_atomically, self.lkg_path, data)
+                retry = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.lkg_write_errors += 1
+                log.exception("could not write the last-known-good snapshot to %s", self.lkg_path)
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, 30.0)
+                self._lkg_dirty.set()
 
     def load_lkg(self) -> bool:
         try:
+            written_at = self.lkg_path.stat().st_mtime
             doc = orjson.loads(self.lkg_path.read_bytes())
             if doc.get("format") != LKG_FORMAT:
                 return False
@@ -244,15 +280,39 @@ class Sync:
             self.snapshot = s
             self.loaded = True
             self.from_lkg = True
+            # The file was current when it was written: that is when it was last confirmed.
+            self.confirmed_at = time.monotonic() - max(0.0, time.time() - written_at)
         return True
 
+    # Metrics -----------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Unique per writer: containers sharing a data volume can all be PID 1.
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    def collect(self) -> Iterator[Metric]:
+        now = time.monotonic()
+        yield CounterMetricFamily("edge_sync_reconnects", "Pub/sub reconnections", self.reconnects)
+        yield CounterMetricFamily(
+            "edge_snapshot_compile_errors", "Scope versions that failed to compile",
+            self.compile_errors,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "edge_snapshot_write_errors", "Failed writes of the last-known-good file",
+            self.lkg_write_errors,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "edge_snapshot_confirmed_age_seconds",
+            "Seconds since the snapshot was last confirmed current against Redis (for a "
+            "last-known-good file: since it was written); -1 before any snapshot",
+            now - self.confirmed_at if self.loaded else -1,
+        )
+        projects = sorted(self.snapshot.projects.items())
+        versions = GaugeMetricFamily(
+            "edge_snapshot_version", "Configuration version held, per project", labels=["project"]
+        )
+        ages = GaugeMetricFamily(
+            "edge_snapshot_age_seconds", "Seconds since the project was last reloaded",
+            labels=["project"],
+        )  # fmt: skip
+        for pid, p in projects:
+            versions.add_metric([pid], p.version)
+            ages.add_metric([pid], now - self.loaded_at.get(pid, now))
+        yield versions
+        yield ages

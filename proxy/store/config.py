@@ -8,15 +8,14 @@ and publishes `{scope, version}` on the changes channel. Callers retry on a lost
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
+from proxy.domain.scope import Kind, ScopeState
 from proxy.store import keys
 from proxy.store.connection import Redis
 
-Record = dict[str, Any]
 T = TypeVar("T")
 
 # KEYS[1] version, KEYS[2..] record hashes. ARGV: expected version, channel, scope, then
@@ -46,29 +45,8 @@ return out
 """
 
 
-@dataclass
-class ScopeState:
-    """Everything stored in one scope, as read at one version."""
-
-    scope: str
-    version: int
-    records: dict[str, dict[str, Record]]
-    changes: list[tuple[str, str, Record | None]] = field(default_factory=list)
-
-    def of(self, kind: str) -> dict[str, Record]:
-        return self.records[kind]
-
-    def put(self, kind: str, record: Record) -> None:
-        self.records[kind][record["id"]] = record
-        self.changes.append((kind, record["id"], record))
-
-    def delete(self, kind: str, record_id: str) -> None:
-        self.records[kind].pop(record_id, None)
-        self.changes.append((kind, record_id, None))
-
-
-class Conflict(Exception):
-    """Another writer changed the scope between read and write."""
+class ConcurrentWrite(Exception):
+    """Another writer changed the scope between read and write, every time it was retried."""
 
 
 class ConfigStore:
@@ -81,7 +59,7 @@ class ConfigStore:
         # A script rather than MULTI: atomic on one slot in every mode (redis-py's async
         # cluster client mishandles MULTI pipelines).
         version, *flat = await self.redis.eval(_LOAD, len(names), *names)
-        records = {
+        records: dict[str, dict[str, Any]] = {
             kind: {_text(h[i]): orjson.loads(h[i + 1]) for i in range(0, len(h), 2)}
             for kind, h in zip(kinds, flat, strict=True)
         }
@@ -99,21 +77,22 @@ class ConfigStore:
         """Write the state's pending changes if nobody else wrote first; return the version."""
         kinds = keys.kinds(state.scope)
         argv: list[Any] = [state.version, keys.CHANGES_CHANNEL, state.scope]
-        for kind, record_id, record in state.changes:
-            value = b"" if record is None else orjson.dumps(record)
-            argv += [kinds.index(kind) + 2, record_id, value]
+        for change in state.changes:
+            value = b"" if change.after is None else orjson.dumps(change.after)
+            argv += [kinds.index(change.kind) + 2, change.id, value]
         hash_keys = [keys.records(state.scope, kind) for kind in kinds]
         # Plain EVAL, not EVALSHA: writes are rare, and it needs no script cache on any node.
         all_keys = [keys.version(state.scope), *hash_keys]
         version = int(await self.redis.eval(_COMMIT, len(all_keys), *all_keys, *argv))
         if version < 0:
-            raise Conflict(state.scope)
+            raise ConcurrentWrite(state.scope)
         state.changes.clear()
         state.version = version
         return version
 
     async def mutate(self, scope: str, change: Callable[[ScopeState], T]) -> tuple[T, int]:
-        """Read, apply the pure `change` (which may raise ApiError), commit; retry on conflict."""
+        """Read, apply the pure `change` (which may raise a DomainError), commit; retry when
+        another writer won the race."""
         for _ in range(20):
             state = await self.load(scope)
             result = change(state)
@@ -121,22 +100,23 @@ class ConfigStore:
                 return result, state.version
             try:
                 return result, await self.commit(state)
-            except Conflict:
+            except ConcurrentWrite:
                 continue
-        raise Conflict(scope)
+        raise ConcurrentWrite(scope)
 
-    async def get(self, scope: str, kind: str, record_id: str) -> Record | None:
+    async def get(self, scope: str, kind: Kind, record_id: str) -> Any:
+        """One record as stored, or None."""
         value = await self.redis.hget(keys.records(scope, kind), record_id)
-        return None if value is None else dict(orjson.loads(value))
+        return None if value is None else orjson.loads(value)
 
-    async def set_owner(self, kind: str, record_id: str, project_id: str) -> None:
+    async def set_owner(self, kind: Kind, record_id: str, project_id: str) -> None:
         await self.redis.hset(keys.owner_index(kind), record_id, project_id)
 
-    async def drop_owner(self, kind: str, *record_ids: str) -> None:
+    async def drop_owner(self, kind: Kind, *record_ids: str) -> None:
         if record_ids:
             await self.redis.hdel(keys.owner_index(kind), *record_ids)
 
-    async def owner(self, kind: str, record_id: str) -> str | None:
+    async def owner(self, kind: Kind, record_id: str) -> str | None:
         value = await self.redis.hget(keys.owner_index(kind), record_id)
         return None if value is None else _text(value)
 

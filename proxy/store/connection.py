@@ -11,7 +11,8 @@ from redis.asyncio.sentinel import Sentinel
 from proxy.settings import Settings
 from proxy.store.embedded import ensure_embedded
 
-Redis = Any  # redis.asyncio.Redis or RedisCluster: both speak the commands the store uses
+# Both speak every command the store uses; the store calls nothing that only one of them has.
+Redis = aredis.Redis | RedisCluster
 
 
 def resolve_url(settings: Settings) -> str:
@@ -30,9 +31,10 @@ def _common(settings: Settings) -> dict[str, Any]:
 def connect(settings: Settings, url: str | None = None) -> Redis:
     """The command client: every control write, load, track and exposure batch goes here."""
     if settings.redis_mode == "sentinel":
-        return _sentinel(settings).master_for(
+        master: aredis.Redis = _sentinel(settings).master_for(
             settings.redis_sentinel_master, max_connections=settings.redis_max_connections
         )
+        return master
     url = url or resolve_url(settings)
     if settings.redis_mode == "cluster":
         return RedisCluster.from_url(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import redis
 
+from proxy.store.files import private_dir
+
 
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
@@ -47,8 +49,8 @@ def answers(url: str) -> bool:
 
 def ensure_embedded(data_dir: Path) -> str:
     """Return the URL of the embedded Redis, starting it first if it is not running."""
-    home = (data_dir / "redis").resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
+    home = private_dir((data_dir / "redis").resolve())
     url_file = home / "url"
     with open(home / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # workers and the CLI may race to start it

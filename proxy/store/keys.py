@@ -9,12 +9,10 @@ name, which is validated against proxy.domain.model.NAME_RE before it gets here.
 
 from __future__ import annotations
 
+from proxy.domain.scope import GLOBAL_KINDS, PROJECT_KINDS, Kind
+
 GLOBAL = "g"
 CHANGES_CHANNEL = "edge:changes"
-
-# Record kinds per scope: each is one Redis hash of id -> JSON record.
-GLOBAL_KINDS = ("projects", "keys")
-PROJECT_KINDS = ("flags", "rules", "segments", "experiments")
 
 
 def _tag(scope: str) -> str:
@@ -25,11 +23,12 @@ def version(scope: str) -> str:
     return _tag(scope) + ":version"
 
 
-def records(scope: str, kind: str) -> str:
+def records(scope: str, kind: Kind) -> str:
+    """One Redis hash of id -> JSON record per kind of the scope."""
     return _tag(scope) + ":" + kind
 
 
-def kinds(scope: str) -> tuple[str, ...]:
+def kinds(scope: str) -> tuple[Kind, ...]:
     return GLOBAL_KINDS if scope == GLOBAL else PROJECT_KINDS
 
 
@@ -48,3 +47,8 @@ def conversions(experiment_id: str, goal: str, variant: int) -> str:
 
 def goals(experiment_id: str) -> str:
     return "{x:" + experiment_id + "}:goals"
+
+
+def tombstone(experiment_id: str) -> str:
+    """Set when the experiment is deleted: no event of it is ever written again."""
+    return "{x:" + experiment_id + "}:deleted"

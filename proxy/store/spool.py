@@ -19,13 +19,16 @@ import fcntl
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from redis.exceptions import RedisError
 
 from proxy.store.events import Conversion, EventStore, Exposure
+from proxy.store.files import open_private, private_dir
 
 log = logging.getLogger("proxy.spool")
 REPLAY_CHUNK = 1000
@@ -48,9 +51,9 @@ class Spool:
 
     def _open(self) -> IO[bytes]:
         if self._file is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
             self._path = self.directory / f"spool-{uuid.uuid4().hex}.log"
-            self._file = open(self._path, "ab")  # noqa: SIM115 (held for the process's life)
+            self._file = open_private(self._path)  # held for the process's life
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return self._file
 
@@ -94,8 +97,22 @@ class Spool:
             if self.pending():
                 try:
                     await self.replay(events)
-                except Exception as e:
+                except asyncio.CancelledError:
+                    raise
+                except (RedisError, OSError, TimeoutError) as e:
                     log.debug("spool replay deferred (%s)", type(e).__name__)
+                except Exception:
+                    log.exception("spool replay failed")
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "edge_spool_events", "Spooled events by operation", labels=["op"]
+        )
+        events.add_metric(["appended"], self.appended)
+        events.add_metric(["replayed"], self.replayed)
+        events.add_metric(["rejected"], self.rejected)
+        yield events
+        yield GaugeMetricFamily("edge_spool_bytes", "Size of the durable spool", self.size())
 
     async def replay(self, events: EventStore) -> int:
         """Write every spooled event to Redis; raise (keeping the files) if Redis fails."""

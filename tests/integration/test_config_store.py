@@ -11,8 +11,9 @@ import orjson
 import pytest
 import redis.asyncio as aredis
 
+from proxy.domain.scope import ScopeState
 from proxy.store import keys
-from proxy.store.config import ConfigStore, Conflict, ScopeState
+from proxy.store.config import ConcurrentWrite, ConfigStore
 from tests.support import RedisProcess
 
 T = TypeVar("T")
@@ -80,15 +81,15 @@ def test_commit_then_load_gives_back_the_records(redis_server: RedisProcess) -> 
 
         loaded = await store.load(scope)
         assert loaded.version == 1
-        assert loaded.of("flags") == {a["id"]: a, b["id"]: b}
-        assert loaded.of("rules") == {"r1": {"id": "r1", "flag_id": a["id"], "value": None}}
-        assert loaded.of("segments") == {} and loaded.of("experiments") == {}
+        assert loaded.flags == {a["id"]: a, b["id"]: b}
+        assert loaded.rules == {"r1": {"id": "r1", "flag_id": a["id"], "value": None}}
+        assert loaded.segments == {} and loaded.experiments == {}
 
         loaded.delete("flags", b["id"])
         loaded.put("flags", {**a, "enabled": True})
         assert await store.commit(loaded) == 2
         again = await store.load(scope)
-        assert again.of("flags") == {a["id"]: {**a, "enabled": True}}
+        assert again.flags == {a["id"]: {**a, "enabled": True}}
         assert await store.get(scope, "flags", a["id"]) == {**a, "enabled": True}
         assert await store.get(scope, "flags", b["id"]) is None
 
@@ -114,14 +115,14 @@ def test_commit_with_a_stale_version_raises_conflict_and_writes_nothing(
 
         loser = flag("loser")
         second.put("flags", loser)
-        with pytest.raises(Conflict):
+        with pytest.raises(ConcurrentWrite):
             await store.commit(second)
         assert second.version == 0
         assert second.changes  # still pending: the caller decides to reload and retry
 
         after = await store.load(scope)
         assert after.version == 1
-        assert [f["key"] for f in after.of("flags").values()] == ["winner"]
+        assert [f["key"] for f in after.flags.values()] == ["winner"]
 
     run(redis_server, test)
 
@@ -187,7 +188,7 @@ def test_a_conflicting_commit_publishes_nothing(redis_server: RedisProcess) -> N
             fresh.put("flags", flag("a"))
             await store.commit(fresh)
             stale.put("flags", flag("b"))
-            with pytest.raises(Conflict):
+            with pytest.raises(ConcurrentWrite):
                 await store.commit(stale)
             fresh.put("flags", flag("c"))
             await store.commit(fresh)  # a marker: every message before it has arrived
@@ -243,7 +244,7 @@ def test_mutate_retries_after_a_concurrent_writer(redis_server: RedisProcess) ->
 
         def change(state: ScopeState) -> int:
             seen_versions.append(state.version)
-            state.put("flags", flag("mine", saw=len(state.of("flags"))))
+            state.put("flags", flag("mine", saw=len(state.flags)))
             return len(seen_versions)
 
         attempts, version = await store.mutate(scope, change)
@@ -251,7 +252,7 @@ def test_mutate_retries_after_a_concurrent_writer(redis_server: RedisProcess) ->
         assert seen_versions == [0, 1, 2]  # each retry starts from what the rival wrote
         assert version == 3
         final = await store.load(scope)
-        flags = {f["key"]: f for f in final.of("flags").values()}
+        flags = {f["key"]: f for f in final.flags.values()}
         assert set(flags) == {"mine", "rival-0", "rival-1"}
         assert flags["mine"]["saw"] == 2  # validated against the state that holds both rivals
 
@@ -261,11 +262,11 @@ def test_mutate_retries_after_a_concurrent_writer(redis_server: RedisProcess) ->
 def test_mutate_gives_up_with_conflict_when_it_always_loses(redis_server: RedisProcess) -> None:
     async def test(store: RacedStore) -> None:
         scope = new_scope()
-        with pytest.raises(Conflict):
+        with pytest.raises(ConcurrentWrite):
             await store.mutate(scope, lambda state: state.put("flags", flag("mine")))
         final = await store.load(scope)
-        assert {f["key"] for f in final.of("flags").values()} == set(store.rival_keys)
-        assert "mine" not in {f["key"] for f in final.of("flags").values()}
+        assert {f["key"] for f in final.flags.values()} == set(store.rival_keys)
+        assert "mine" not in {f["key"] for f in final.flags.values()}
 
     run_raced(redis_server, 20, test)
 
@@ -292,7 +293,7 @@ def test_mutate_lets_the_changes_exception_through_and_writes_nothing(
 
         with pytest.raises(ValueError, match="refused"):
             await store.mutate(scope, change)
-        assert (await store.load(scope)).of("flags") == {}
+        assert (await store.load(scope)).flags == {}
 
     run(redis_server, test)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from proxy.edge.exposures import ExposureBuffer
 from proxy.store import keys
 from proxy.store.events import EventStore
+from proxy.store.exposures import ExposureBuffer
 from proxy.store.spool import Spool, SpoolFull
 from tests.support import RedisProcess
 

@@ -13,9 +13,10 @@ import orjson
 import redis.asyncio as aredis
 
 from proxy.domain import model
+from proxy.domain.scope import ScopeState
 from proxy.edge.sync import Sync
 from proxy.store import keys
-from proxy.store.config import ConfigStore, ScopeState
+from proxy.store.config import ConfigStore
 from proxy.store.embedded import free_port
 from tests.support import RedisProcess
 
@@ -119,7 +120,7 @@ async def add_project(store: ConfigStore) -> str:
 
 async def put_flag(store: ConfigStore, project_id: str, key: str, default: Any) -> int:
     state = await store.load(project_id)
-    existing = [f for f in state.of("flags").values() if f["key"] == key]
+    existing = [f for f in state.flags.values() if f["key"] == key]
     record = flag_record(project_id, key, default)
     if existing:
         record = {**existing[0], "default_value": default}

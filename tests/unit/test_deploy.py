@@ -3,7 +3,6 @@ users. No container engine needed: the files are parsed, and the health checks a
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import json
 import re
@@ -22,7 +21,7 @@ import yaml  # PyYAML: a test dependency (the dev extra)
 
 from proxy import ops
 from proxy.__main__ import parser, serve
-from proxy.app import Runtime
+from proxy.runtime import Runtime
 from proxy.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,19 +42,7 @@ INTERPRETER_VARS = re.compile(r"^(PATH|PYTHON[A-Z_]*|PIP_[A-Z_]+)$")
 # --- what the code says -------------------------------------------------------------------
 
 
-def settings_variables() -> set[str]:
-    """Every quoted ALL_CAPS name in proxy/settings.py: the variables Settings.from_env reads."""
-    tree = ast.parse((ROOT / "proxy" / "settings.py").read_text())
-    return {
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant)
-        and isinstance(node.value, str)
-        and re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+", node.value)
-    }
-
-
-KNOWN_VARIABLES = settings_variables()
+KNOWN_VARIABLES = set(Settings.variables())  # every variable Settings.from_env reads
 OPS_PATHS = {route.path for route in ops.routes}
 DEFAULTS = Settings()
 

@@ -1,8 +1,7 @@
-"""The few bytes-level helpers every route shares: read a bounded body, find the key, reply."""
+"""The few bytes-level helpers every route shares: read a bounded body, find the token, reply."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from itertools import chain
 from typing import Any
@@ -41,11 +40,6 @@ def token(scope: Scope) -> bytes | None:
         return value[7:].strip() if value[:7].lower() == b"bearer " else None
     value = headers.get(b"x-api-key")
     return None if value is None else value.strip()
-
-
-def token_hash(token: bytes) -> str:
-    """SHA-256 hex of a token, the only form in which keys are known."""
-    return hashlib.sha256(token).hexdigest()
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

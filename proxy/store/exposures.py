@@ -6,20 +6,24 @@ there, so memory is fixed (8 bytes a slot, pages touched only when used) and a c
 evicts, which costs a repeated SADD that Redis dedupes: counts stay exact. A background task
 flushes the batch every `exposure_flush_interval`; the batch drops, and counts, what exceeds
 its bound, and a dropped exposure is not remembered as seen, so the user's next evaluate
-records it again. A batch that Redis refuses goes to the durable spool.
+records it again. A batch that Redis refuses goes to the durable spool; what the spool cannot
+take either is dropped and forgotten the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import mmap
+from collections.abc import Iterator, Sequence
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.exceptions import RedisError
 
 from proxy.store.events import EventStore, Exposure
 from proxy.store.spool import Spool, SpoolFull
 
+log = logging.getLogger("proxy.exposures")
 FLUSH_CHUNK = 10_000
 
 
@@ -40,6 +44,7 @@ class ExposureBuffer:
         self.redis_errors = 0
 
     def record(self, experiment_id: str, variant: int, user_id: str) -> None:
+        """On the hot path: never I/O, never an exception."""
         h = hash(experiment_id + user_id)  # 64-bit SipHash; per process, which is all we need
         slot = h & self.mask
         if self.seen[slot] == h:
@@ -68,9 +73,32 @@ class ExposureBuffer:
                     self.spooled += len(chunk)
                 except SpoolFull:
                     self.dropped += len(chunk)
+                    self.forget(chunk)
+
+    def forget(self, exposures: Sequence[Exposure]) -> None:
+        """Unmark exposures that were never stored, so the users' next evaluate records them."""
+        seen, mask = self.seen, self.mask
+        for experiment_id, _, user_id in exposures:
+            h = hash(experiment_id + user_id)
+            if seen[h & mask] == h:
+                seen[h & mask] = 0
 
     async def run(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
+            try:
                 await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug, not Redis (flush handles that): say so, keep running
+                log.exception("exposure flush failed")
+
+    def collect(self) -> Iterator[Metric]:
+        results = CounterMetricFamily("edge_exposures", "Exposures by outcome", labels=["result"])
+        results.add_metric(["written"], self.written)
+        results.add_metric(["spooled"], self.spooled)
+        results.add_metric(["dropped"], self.dropped)
+        yield results
+        yield GaugeMetricFamily(
+            "edge_exposure_queue_depth", "Exposures waiting for a batch", len(self.pending)
+        )
