@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -53,34 +52,3 @@ def a(servers: tuple[ServerProcess, ServerProcess]) -> Client:
 @pytest.fixture
 def b(servers: tuple[ServerProcess, ServerProcess]) -> Client:
     return servers[1].client()
-
-
-def make_project(client: Client, **fields: Any) -> str:
-    r = client.post("/api/v1/flags/projects", {"name": "Shop", **fields})
-    assert r.status == 201, r.body
-    project_id: str = r.json["data"]["id"]
-    return project_id
-
-
-def make_flag(client: Client, project_id: str, **fields: Any) -> dict[str, Any]:
-    body = {
-        "project_id": project_id,
-        "key": "checkout_flow",
-        "name": "Checkout Flow",
-        "flag_type": "string",
-        "default_value": "control",
-        **fields,
-    }
-    r = client.post("/api/v1/flags", body)
-    assert r.status == 201, r.body
-    flag: dict[str, Any] = r.json["data"]
-    return flag
-
-
-def evaluate(client: Client, project_id: str, user_id: str | None, **context: Any) -> Any:
-    if user_id is not None:
-        context["user_id"] = user_id
-    body = {"project_id": project_id, "environment": "production", "context": context}
-    r = client.post("/api/v1/flags/evaluate", body)
-    assert r.status == 200, r.body
-    return r.json["flags"]

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from tests.e2e.conftest import evaluate, make_flag, make_project
+from tests.e2e.helpers import evaluate, make_flag, make_key, make_project
 from tests.support import Client, RedisProcess, eventually
 
 INVALID = {"error": "Invalid or missing API key"}
 SCOPE = {"error": "Insufficient scope"}
-
-
-def make_key(client: Client, **fields: Any) -> tuple[str, str]:
-    r = client.post("/api/v1/keys", {"name": "k", "scopes": ["*"], **fields})
-    assert r.status == 201, r.body
-    return r.json["data"]["id"], r.json["data"]["token"]
 
 
 def test_missing_malformed_and_unknown_keys_are_401(a: Client) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import make_flag, make_project
+from tests.e2e.helpers import make_flag, make_project
 from tests.support import Client, RedisProcess
 
 VARIANTS = [

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.e2e.conftest import evaluate, make_flag, make_project
+from tests.e2e.helpers import evaluate, make_flag, make_project
 from tests.support import Client, RedisProcess, ServerProcess, eventually
 
 VARIANTS = [

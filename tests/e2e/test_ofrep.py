@@ -10,7 +10,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from tests.e2e.conftest import evaluate, make_flag, make_project
+from tests.e2e.helpers import evaluate, make_flag, make_project
 from tests.support import Client, ServerProcess
 
 VARIANTS = [

@@ -29,7 +29,7 @@ from proxy import ofrep, openapi
 from proxy.app import create_app
 from proxy.domain import model, rules
 from proxy.settings import Settings
-from tests.e2e.conftest import evaluate, make_flag, make_project
+from tests.e2e.helpers import evaluate, make_flag, make_project
 from tests.support import BOOTSTRAP, Client, RedisProcess, Reply, ServerProcess, eventually
 
 METHODS = ("get", "put", "post", "patch", "delete")

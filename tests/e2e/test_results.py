@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import evaluate, make_flag, make_project
+from tests.e2e.helpers import evaluate, make_flag, make_project
 from tests.support import Client, ServerProcess, eventually
 
 

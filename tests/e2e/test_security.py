@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import make_flag, make_project
+from tests.e2e.helpers import make_flag, make_project
 from tests.e2e.test_bad_input import config_digest
 from tests.support import Client, RedisProcess
 

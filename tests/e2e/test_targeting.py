@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.conftest import evaluate, make_flag, make_project
+from tests.e2e.helpers import evaluate, make_flag, make_project
 from tests.support import Client, eventually
 
 

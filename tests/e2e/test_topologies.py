@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.conftest import evaluate
+from tests.e2e.helpers import evaluate
 from tests.e2e.test_faults import conversions, running_experiment, track_all
 from tests.support import RedisCluster, RedisProcess, RedisSentinelSet, ServerProcess, eventually
 
