@@ -67,7 +67,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         workers=args.workers or settings.workers,
         loop="uvloop",
-        http="httptools",
+        http="proxy.protocol:EdgeProtocol",  # httptools, with deadlines and the fast path
+        timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout),

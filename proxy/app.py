@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
@@ -60,23 +60,29 @@ class Guard:
             await crashed(scope, send, started)
 
 
-async def crashed(scope: http.Scope, send: http.Send, started: bool) -> int:
-    request_id = http.headers_of(scope).get(b"x-request-id", b"").decode("latin-1")[:64]
-    request_id = request_id or uuid.uuid4().hex
+def crash_answer(
+    method: str, path: str, headers: Mapping[bytes, bytes]
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Log the exception being handled, once, and the 500 that names it by a request id."""
+    request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
     log.exception(
-        "unhandled error",
-        extra={"request_id": request_id, "method": scope["method"], "path": scope["path"]},
+        "unhandled error", extra={"request_id": request_id, "method": method, "path": path}
     )
+    error = ApiError(500, "Internal server error", request_id=request_id)
+    return 500, error.body(), [*http.JSON_HEADERS, (b"x-request-id", request_id.encode())]
+
+
+async def crashed(scope: http.Scope, send: http.Send, started: bool) -> int:
+    status, body, headers = crash_answer(scope["method"], scope["path"], http.headers_of(scope))
     if not started:
-        error = ApiError(500, "Internal server error", request_id=request_id)
-        headers = [*http.JSON_HEADERS, (b"x-request-id", request_id.encode())]
-        await http.reply(send, 500, error.body(), headers)
-    return 500
+        await http.reply(send, status, body, headers)
+    return status
 
 
 class EdgeApp:
     """The hot routes without a router (evaluate, track, OFREP: exact paths, then the handler,
-    with CORS when origins are configured); everything else goes to Starlette."""
+    with CORS when origins are configured); everything else goes to Starlette. It also offers
+    the HTTP protocol (proxy.protocol) its deadlines and evaluate's synchronous answer."""
 
     def __init__(self, runtime: Runtime, app: Starlette, requests: metrics.RequestMetrics) -> None:
         self.runtime = runtime
@@ -85,8 +91,14 @@ class EdgeApp:
         self.metrics = requests if settings.metrics else None
         limit = settings.max_body_bytes
         self.max_header_bytes = settings.max_header_bytes
+        self.max_body_bytes = limit
+        self.header_timeout = settings.header_timeout
+        self.body_timeout = settings.body_timeout
+        self.cors = bool(settings.cors_origins)
+        evaluate = Evaluate(runtime.auth, limit)
+        self.fast_evaluate = evaluate.respond if settings.fast_path else None
         self.hot: dict[str, Evaluate | Track | Ofrep] = {
-            EVALUATE: Evaluate(runtime.auth, limit),
+            EVALUATE: evaluate,
             TRACK: Track(runtime.auth, runtime.conversions, limit),
         }
         self.ofrep = Ofrep(runtime.auth, limit)
@@ -101,6 +113,15 @@ class EdgeApp:
                 expose_headers=["etag"],
                 max_age=600,
             )
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(route, status, seconds)
+
+    def crashed_answer(
+        self, headers: Mapping[bytes, bytes]
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        return crash_answer("POST", EVALUATE, headers)
 
     def handler_of(self, path: str) -> Evaluate | Track | Ofrep | None:
         handler = self.hot.get(path)

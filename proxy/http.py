@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from itertools import chain
 from typing import Any
 
@@ -32,9 +32,8 @@ def header_bytes(scope: Scope) -> int:
     return sum(map(len, chain.from_iterable(scope["headers"])))
 
 
-def token(scope: Scope) -> bytes | None:
+def token(headers: Mapping[bytes, bytes]) -> bytes | None:
     """The API token: `Authorization: Bearer <token>`, or OFREP's `X-API-Key: <token>`."""
-    headers = headers_of(scope)
     value = headers.get(b"authorization")
     if value is not None:
         return value[7:].strip() if value[:7].lower() == b"bearer " else None

@@ -107,6 +107,13 @@ class Settings:
     shutdown_timeout: float = setting("EDGE_SHUTDOWN_TIMEOUT", number, 8.0)
     log_level: str = setting("EDGE_LOG_LEVEL", text, "info")
     metrics: bool = setting("EDGE_METRICS", flag, True)
+    # Evaluate answered inside the HTTP protocol when nothing but the cost changes.
+    fast_path: bool = setting("EDGE_FAST_PATH", flag, True)
+    # Read deadlines (slowloris): headers within this of a request's first byte, its body
+    # within this of its headers; an idle connection is closed after the keep-alive timeout.
+    header_timeout: float = setting("EDGE_HEADER_TIMEOUT", number, 10.0)
+    body_timeout: float = setting("EDGE_BODY_TIMEOUT", number, 10.0)
+    keepalive_timeout: float = setting("EDGE_KEEPALIVE_TIMEOUT", number, 5.0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

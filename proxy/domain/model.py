@@ -152,8 +152,9 @@ def new_id() -> str:
 
 
 def now() -> str:
-    """The current time as the API writes it: RFC 3339, UTC, whole seconds, `Z`."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as the API writes it: RFC 3339, UTC, milliseconds, `Z`. Milliseconds,
+    so that records listed by (created_at, id) come in the order they were made."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # Errors ---------------------------------------------------------------------------------------

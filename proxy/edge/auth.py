@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
@@ -38,9 +38,12 @@ class Auth:
     def key(self, scope: http.Scope) -> ApiKey:
         """The request's key: 503 before any snapshot is loaded, 401 when unknown or revoked,
         429 past its rate."""
+        return self.key_of(http.headers_of(scope))
+
+    def key_of(self, headers: Mapping[bytes, bytes]) -> ApiKey:
         if not self.sync.loaded:
             raise unavailable("no configuration snapshot loaded yet")
-        token = http.token(scope)
+        token = http.token(headers)
         if token is None:
             raise unauthorized()
         keys = self.sync.snapshot.keys

@@ -1,18 +1,23 @@
 """`POST /api/v1/flags/evaluate`: every flag of a project for one user, from memory.
 
 No await but reading the body and writing the answer: auth is a dict lookup, the plan was
-compiled with the snapshot, and the answer is the plan's bytes joined with the user's.
+compiled with the snapshot, and the answer is the plan's bytes joined with the user's. The
+answer itself is synchronous (`respond`), so the HTTP protocol can give it a request whose
+body is already in without an ASGI round (proxy/protocol.py); `__call__` is the ASGI route.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from proxy import http
 from proxy.domain import model
 from proxy.domain.access import ApiKey
 from proxy.edge.auth import Auth
-from proxy.errors import ApiError, forbidden, from_domain, invalid, not_found
+from proxy.errors import ApiError, forbidden, from_domain, invalid, not_found, too_large
+
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, headers
 
 
 class Evaluate:
@@ -23,17 +28,36 @@ class Evaluate:
 
     async def __call__(self, scope: http.Scope, receive: http.Receive, send: http.Send) -> int:
         try:
-            key = self.auth.key(scope)
+            key = self.auth.key(scope)  # who is asking comes before what they sent
             if not key.can_evaluate:
                 raise forbidden()
-            data = http.json_object(await http.read_body(scope, receive, self.max_body))
-            body = self.answer(key, data)
+            body = await http.read_body(scope, receive, self.max_body)
         except ApiError as e:
             return await http.reply_error(send, e)
+        status, out, headers = self.respond_as(key, body)
+        await http.reply(send, status, out, headers)
+        return status
+
+    def respond(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer:
+        """The whole answer to a request whose body is in, in the order of the ASGI route."""
+        try:
+            key = self.auth.key_of(headers)
+            if not key.can_evaluate:
+                raise forbidden()
+            if len(body) > self.max_body:
+                raise too_large()
+        except ApiError as e:
+            return e.status, e.body(), [*http.JSON_HEADERS, *e.headers]
+        return self.respond_as(key, body)
+
+    def respond_as(self, key: ApiKey, body: bytes) -> Answer:
+        try:
+            return 200, self.answer(key, http.json_object(body)), http.PRIVATE_HEADERS
         except model.DomainError as e:
-            return await http.reply_error(send, from_domain(e))
-        await http.reply(send, 200, body, http.PRIVATE_HEADERS)
-        return 200
+            error = from_domain(e)
+        except ApiError as e:
+            error = e
+        return error.status, error.body(), [*http.JSON_HEADERS, *error.headers]
 
     def answer(self, key: ApiKey, data: dict[str, Any]) -> bytes:
         project_id = data.get("project_id")
