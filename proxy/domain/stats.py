@@ -1,12 +1,17 @@
 """Experiment statistics: per-variant lift, intervals, p-values and chance to beat the control,
-plus the sample-ratio-mismatch check. Pure Python, standard library only."""
+plus the sample-ratio-mismatch check. Pure Python, standard library only.
+
+Results are computed on the server's event loop, so the costly part, the chance to beat the
+control (up to 20,000 terms of a sum, or a quadrature), is written as slices of work (Steps)
+that a caller may interleave with the loop; chance_to_beat runs them all at once.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 Z95 = 1.959963984540054
 SRM_ALPHA = 0.001
@@ -27,6 +32,58 @@ _BISECTIONS = 200
 _PANEL_SD = 0.5
 _GL_NODES = 16
 _GL_GAP_NODES = 6
+# Work per slice of the cooperative form, sized on a 2-core test machine so that a slice stays
+# near a quarter of a millisecond: about 0.4 us a closed-form term, 9 us a plain panel, 60 us a
+# panel of the overlap (each of its nodes also integrates the gap before it).
+_TERMS_PER_SLICE = 512
+_PANELS_PER_SLICE = 20
+_OVERLAP_PANELS_PER_SLICE = 3
+
+
+T = TypeVar("T")
+
+
+class Steps(Generic[T]):
+    """A computation cut into slices. Each step of the iteration runs one slice and yields None;
+    once the iteration ends, `result` holds the outcome (also carried, as with a generator, by
+    the StopIteration that ends it). An async caller yields to its loop between steps:
+
+        steps = Steps(some_generator)
+        for _ in steps:
+            await asyncio.sleep(0)
+        results = steps.result
+    """
+
+    __slots__ = ("_generator", "_outcome")
+
+    def __init__(self, generator: Generator[None, None, T]) -> None:
+        self._generator = generator
+        self._outcome: tuple[T] | None = None
+
+    def __iter__(self) -> Iterator[None]:
+        return self
+
+    def __next__(self) -> None:
+        if self._outcome is not None:
+            raise StopIteration(self._outcome[0])
+        try:
+            next(self._generator)
+        except StopIteration as done:
+            self._outcome = (done.value,)
+            raise
+        return None
+
+    @property
+    def result(self) -> T:
+        if self._outcome is None:
+            raise RuntimeError("the computation has not run to its end")
+        return self._outcome[0]
+
+    def run(self) -> T:
+        """Every remaining slice at once."""
+        for _ in self:
+            pass
+        return self.result
 
 
 def experiment_results(
@@ -124,10 +181,17 @@ def _newcombe_interval(x_t: int, n_t: int, x_c: int, n_c: int) -> list[float]:
 # - Otherwise, when the smallest usable parameter exceeds CLOSED_FORM_MAX_TERMS, composite
 #   Gauss-Legendre quadrature of f_T(x) F_C(x) over the region where the densities are
 #   non-negligible; its cost does not grow with the counts.
+#
+# Each is written as a generator that yields between slices of its work; the plain functions
+# run it to the end.
 
 
 def chance_to_beat(a_t: int, b_t: int, a_c: int, b_c: int) -> float:
     """P(T > C) for T ~ Beta(a_t, b_t) and C ~ Beta(a_c, b_c), all parameters >= 1."""
+    return Steps(_chance_steps(a_t, b_t, a_c, b_c)).run()
+
+
+def _chance_steps(a_t: int, b_t: int, a_c: int, b_c: int) -> Generator[None, None, float]:
     direct = min(a_t, b_c)
     complement = min(a_c, b_t)
     # When T's mean is below C's, P(T > C) is below about 0.5, so the complement sum would only
@@ -135,24 +199,28 @@ def chance_to_beat(a_t: int, b_t: int, a_c: int, b_c: int) -> float:
     likely_ahead = a_t * (a_c + b_c) >= a_c * (a_t + b_t)
     if likely_ahead and complement < direct and complement <= CLOSED_FORM_MAX_TERMS:
         if a_c <= b_t:
-            p = 1 - _closed_form(a_t, b_t, a_c, b_c)
+            p = 1 - (yield from _closed_form(a_t, b_t, a_c, b_c))
         else:
-            p = 1 - _closed_form(b_c, a_c, b_t, a_t)
+            p = 1 - (yield from _closed_form(b_c, a_c, b_t, a_t))
         if p >= 0.5:
             return min(1.0, p)
-    if direct <= CLOSED_FORM_MAX_TERMS:
-        p = _closed_form(a_c, b_c, a_t, b_t) if a_t <= b_c else _closed_form(b_t, a_t, b_c, a_c)
+    if direct > CLOSED_FORM_MAX_TERMS:
+        p = yield from _integrated_steps(a_t, b_t, a_c, b_c)
+    elif a_t <= b_c:
+        p = yield from _closed_form(a_c, b_c, a_t, b_t)
     else:
-        p = integrated_chance(a_t, b_t, a_c, b_c)
+        p = yield from _closed_form(b_t, a_t, b_c, a_c)
     return min(1.0, max(0.0, p))
 
 
-def _closed_form(a_a: int, b_a: int, a_b: int, b_b: int) -> float:
+def _closed_form(a_a: int, b_a: int, a_b: int, b_b: int) -> Generator[None, None, float]:
     """P(B > A) = sum over i < a_b of B(a_a+i, b_a+b_b) / ((b_b+i) B(1+i, b_b) B(a_a, b_a)).
 
     The first term comes from lgamma; each next one from the ratio of consecutive terms,
     (a_a+i)(b_b+i) / ((a_a+b_a+b_b+i)(1+i)), added in log space: the same sum, but one log per
-    term instead of four lgammas, and no underflow when early terms are below 1e-308.
+    term instead of four lgammas, and no underflow when early terms are below 1e-308. Each slice
+    of terms is summed exactly (fsum) on its own, then the slices' sums together: a full fsum
+    of 20,000 terms would be one slice of 0.3 ms by itself.
     """
     total_ab = a_a + b_a + b_b
     # At i = 0, b_b B(1, b_b) = 1 exactly; leaving that pair of lgammas out saves their rounding
@@ -160,12 +228,16 @@ def _closed_form(a_a: int, b_a: int, a_b: int, b_b: int) -> float:
     log_term = (math.lgamma(b_a + b_b) - math.lgamma(b_a)) - (
         math.lgamma(total_ab) - math.lgamma(a_a + b_a)
     )
-    terms: list[float] = []
-    for i in range(a_b):
-        if log_term > -745.0:
-            terms.append(math.exp(log_term))
-        log_term += math.log((a_a + i) * (b_b + i) / ((total_ab + i) * (1 + i)))
-    return math.fsum(terms)
+    sums: list[float] = []
+    for start in range(0, a_b, _TERMS_PER_SLICE):
+        terms: list[float] = []
+        for i in range(start, min(a_b, start + _TERMS_PER_SLICE)):
+            if log_term > -745.0:
+                terms.append(math.exp(log_term))
+            log_term += math.log((a_a + i) * (b_b + i) / ((total_ab + i) * (1 + i)))
+        sums.append(math.fsum(terms))
+        yield
+    return math.fsum(sums)
 
 
 @cache
@@ -251,14 +323,34 @@ def _panels(lo: float, hi: float, width: float) -> list[tuple[float, float]]:
     return [(lo + j * step, lo + (j + 1) * step if j < count - 1 else hi) for j in range(count)]
 
 
+def _panel_integral(
+    f: Callable[[float], float], p0: float, p1: float, rule: tuple[tuple[float, float], ...]
+) -> float:
+    half, mid = (p1 - p0) / 2, (p1 + p0) / 2
+    return half * math.fsum(w * f(mid + half * t) for t, w in rule)
+
+
 def _integrate(f: Callable[[float], float], lo: float, hi: float, width: float, k: int) -> float:
     if hi <= lo:
         return 0.0
     rule = _gauss_legendre(k)
+    return math.fsum(_panel_integral(f, p0, p1, rule) for p0, p1 in _panels(lo, hi, width))
+
+
+def _integrate_steps(
+    f: Callable[[float], float], lo: float, hi: float, width: float, k: int
+) -> Generator[None, None, float]:
+    """_integrate, yielding every _PANELS_PER_SLICE panels and at the end."""
+    if hi <= lo:
+        return 0.0
+    rule = _gauss_legendre(k)
     parts = []
-    for p0, p1 in _panels(lo, hi, width):
-        half, mid = (p1 - p0) / 2, (p1 + p0) / 2
-        parts.append(half * math.fsum(w * f(mid + half * t) for t, w in rule))
+    for j, (p0, p1) in enumerate(_panels(lo, hi, width), 1):
+        parts.append(_panel_integral(f, p0, p1, rule))
+        if j % _PANELS_PER_SLICE == 0:
+            yield
+    # The remainder ends its own slice, so that it never adds up with the next loop's.
+    yield
     return math.fsum(parts)
 
 
@@ -269,21 +361,27 @@ def integrated_chance(a_t: int, b_t: int, a_c: int, b_c: int) -> float:
     them to rounding error. F_C is carried forward from node to node by a further small rule
     over each gap, so it stays accurate in relative terms even where it is tiny.
     """
+    return Steps(_integrated_steps(a_t, b_t, a_c, b_c)).run()
+
+
+def _integrated_steps(a_t: int, b_t: int, a_c: int, b_c: int) -> Generator[None, None, float]:
     t, c = _BetaShape(a_t, b_t), _BetaShape(a_c, b_c)
     if c.hi <= t.lo:
         return 1.0
     if t.hi <= c.lo:
         return 0.0
+    yield
     width_t, width_c = _PANEL_SD * t.sd, _PANEL_SD * c.sd
-    z_t = _integrate(t.density, t.lo, t.hi, width_t, _GL_NODES)
-    z_c = _integrate(c.density, c.lo, c.hi, width_c, _GL_NODES)
+    z_t = yield from _integrate_steps(t.density, t.lo, t.hi, width_t, _GL_NODES)
+    z_c = yield from _integrate_steps(c.density, c.lo, c.hi, width_c, _GL_NODES)
     # Above C's window F_C is 1, so T's mass there counts whole; below it, not at all.
-    above = _integrate(t.density, max(t.lo, c.hi), t.hi, width_t, _GL_NODES) * z_c
+    above = yield from _integrate_steps(t.density, max(t.lo, c.hi), t.hi, width_t, _GL_NODES)
+    above *= z_c
     start, end = max(t.lo, c.lo), min(t.hi, c.hi)
-    cdf = _integrate(c.density, c.lo, start, width_c, _GL_NODES)
+    cdf = yield from _integrate_steps(c.density, c.lo, start, width_c, _GL_NODES)
     rule = _gauss_legendre(_GL_NODES)
     overlap = []
-    for p0, p1 in _panels(start, end, min(width_t, width_c)):
+    for j, (p0, p1) in enumerate(_panels(start, end, min(width_t, width_c)), 1):
         half, mid = (p1 - p0) / 2, (p1 + p0) / 2
         previous = p0
         for node, w in rule:
@@ -292,6 +390,9 @@ def integrated_chance(a_t: int, b_t: int, a_c: int, b_c: int) -> float:
             overlap.append(half * w * t.density(x) * cdf)
             previous = x
         cdf += _integrate(c.density, previous, p1, p1 - previous, _GL_GAP_NODES)
+        if j % _OVERLAP_PANELS_PER_SLICE == 0:
+            yield
+    yield
     return (math.fsum(overlap) + above) / (z_t * z_c)
 
 
