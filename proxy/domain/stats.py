@@ -1,5 +1,6 @@
 """Experiment statistics: per-variant lift, intervals, p-values and chance to beat the control,
-plus the sample-ratio-mismatch check. Pure Python, standard library only.
+plus the sample-ratio-mismatch check, and the distributions behind them (the normal quantile,
+Student's t, the regularized incomplete beta). Pure Python, standard library only.
 
 Results are computed on the server's event loop, so the costly part, the chance to beat the
 control (up to 20,000 terms of a sum, or a quadrature), is written as slices of work (Steps)
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterator, Sequence
 from functools import cache
+from statistics import NormalDist
 from typing import Any, Generic, TypeVar
 
 Z95 = 1.959963984540054
@@ -38,6 +40,31 @@ _GL_GAP_NODES = 6
 _TERMS_PER_SLICE = 512
 _PANELS_PER_SLICE = 20
 _OVERLAP_PANELS_PER_SLICE = 3
+
+_BETA_EPS = 1e-15
+_BETA_MAX_ITER = 10_000
+# From here on Stirling's series with the terms of _STIRLING is exact to double precision; below
+# it math.lgamma is, since the values are small.
+_STIRLING_MIN = 10.0
+# B_2k / (2k (2k - 1)) for k = 1..6: the next term is below 1e-15 at z >= 10.
+_STIRLING = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360)
+_QUANTILE_MAX_ITER = 200
+# From here on Student's t goes through an expansion for large df (see _t_two_sided_expansion):
+# the continued fraction loses about 1e-16 * df of relative precision.
+_T_EXPANSION_MIN_DOF = 1e4
+# c_n = d_n Gamma(1/2 + 2n) / Gamma(1/2), d_n the coefficients of tau^2n in
+# (sinh(tau/2) / (tau/2))^(-1/2), from ln(sinh(x)/x) = sum 2^2k B_2k x^2k / (2k (2k)!); exact.
+_T_EXPANSION = (
+    -1 / 64,
+    21 / 8192,
+    -671 / 524288,
+    180323 / 134217728,
+    -20898423 / 8589934592,
+    7426362705 / 1099511627776,
+)
+# ln of the largest t the quantile reports as a number (about 1e304); beyond it, inf.
+_LOG_MAX_T = 700.0
+_NORMAL = NormalDist()
 
 
 T = TypeVar("T")
@@ -166,6 +193,319 @@ def _newcombe_interval(x_t: int, n_t: int, x_c: int, n_c: int) -> list[float]:
         lift - math.sqrt((p_t - lo_t) ** 2 + (hi_c - p_c) ** 2),
         lift + math.sqrt((hi_t - p_t) ** 2 + (p_c - lo_c) ** 2),
     ]
+
+
+# --- normal and Student's t distributions -----------------------------------------------------
+
+
+def normal_quantile(p: float, upper: bool = False) -> float:
+    """Phi^-1(p), or with `upper` the z with P(Z > z) = p. Asking for the upper quantile of a small
+    p directly keeps its precision: 1 - p would round it away at p = 1e-17."""
+    if not 0 < p < 1:
+        raise ValueError(f"a probability in (0, 1) is needed, not {p!r}")
+    # Wichura's AS241, exact to about 1e-16 throughout.
+    z = _NORMAL.inv_cdf(p)
+    return -z if upper else z
+
+
+def student_t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with df > 0 degrees of freedom (not necessarily an integer)."""
+    return student_t_sf(-t, df)
+
+
+def student_t_sf(t: float, df: float) -> float:
+    """P(T > t), through the regularized incomplete beta: P(|T| > |t|) = I_x(df/2, 1/2) with
+    x = df / (df + t^2), by continued fraction or, from df = 1e4, by an expansion in 1/df (see
+    _t_two_sided_expansion). The tail is computed directly, so small p-values keep their
+    precision: about 1e-13 relative wherever the result is above the underflow.
+    """
+    _check_dof(df)
+    if math.isnan(t) or t == 0 or math.isinf(t) or math.isinf(df):
+        return _t_sf_special(t)
+    tail = 0.5 * _t_two_sided(abs(t), df)
+    return tail if t > 0 else 1 - tail
+
+
+def student_t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| > |t|): the two-sided p-value of a t statistic."""
+    _check_dof(df)
+    if math.isnan(t) or t == 0 or math.isinf(t) or math.isinf(df):
+        return min(1.0, 2 * _t_sf_special(abs(t)))
+    return min(1.0, _t_two_sided(abs(t), df))
+
+
+def _check_dof(df: float) -> None:
+    if not df > 0:
+        raise ValueError(f"degrees of freedom must be positive, not {df!r}")
+
+
+def _t_sf_special(t: float) -> float:
+    """P(T > t) where it does not depend on df (t = 0, +-inf, nan), or where df is infinite."""
+    if math.isnan(t):
+        return math.nan
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    return 0.5 * math.erfc(t / math.sqrt(2))
+
+
+def _t_parts(t: float, df: float) -> tuple[float, float, float, float]:
+    """x = df / (df + t^2), y = t^2 / (df + t^2) and their logs, for t > 0.
+
+    Each comes from whichever of t^2 / df and its inverse is below 1, so that none is a rounded
+    difference: ln x is multiplied by df / 2, which may be 1e8, so an error of 1e-16 in x would
+    become one of 1e-8 in the tail. Logs of t^2 / df beyond the floating range come from ln t
+    and ln df.
+    """
+    u = t * t / df
+    if _TINY < u < 1 / _TINY:
+        log_u, v = math.log(u), df / (t * t)
+    else:
+        log_u = 2 * math.log(t) - math.log(df)
+        u, v = math.exp(min(log_u, 700.0)), math.exp(min(-log_u, 700.0))
+    if log_u < 0:
+        return 1 / (1 + u), u / (1 + u), -math.log1p(u), log_u - math.log1p(u)
+    return v / (1 + v), 1 / (1 + v), -log_u - math.log1p(v), -math.log1p(v)
+
+
+def _t_two_sided(t: float, df: float) -> float:
+    """P(|T| > t) for t > 0."""
+    if df >= _T_EXPANSION_MIN_DOF:
+        return _t_two_sided_expansion(t, df)
+    x, y, log_x, log_y = _t_parts(t, df)
+    return _beta_inc(df / 2, 0.5, x, y, log_x, log_y)
+
+
+def _t_central(t: float, df: float) -> float:
+    """P(0 < T < t) for t > 0, directly rather than as 1/2 - P(T > t) where df allows: near 0
+    that difference would keep only the first digits of a small probability."""
+    if df >= _T_EXPANSION_MIN_DOF:
+        # Exact to 1e-16 absolute, which only matters within 1e-7 of the centre, where 1/2 - q
+        # (the target) has no more digits anyway.
+        return 0.5 - 0.5 * _t_two_sided_expansion(t, df)
+    x, y, log_x, log_y = _t_parts(t, df)
+    return 0.5 * _beta_inc(0.5, df / 2, y, x, log_y, log_x)
+
+
+def _t_two_sided_expansion(t: float, df: float) -> float:
+    """P(|T| > t) = I_x(a, 1/2), a = df / 2, for large df.
+
+    With s = e^-tau the integral of I_x(a, b) becomes that of e^(-T tau) tau^(b-1) g(tau) from
+    -ln x, where T = a + (b - 1) / 2 and g(tau) = (sinh(tau/2) / (tau/2))^(b-1) is even with
+    g(0) = 1 (the reduction behind DiDonato and Morris's BGRAT). Integrating g's power series
+    term by term gives, for b = 1/2,
+        I_x(a, 1/2) = Gamma(a + 1/2) / (Gamma(a) sqrt(T)) * sum c_n T^-2n Q(1/2 + 2n, u)
+    with u = -T ln x and Q the regularized upper gamma, Q(1/2, u) = erfc(sqrt(u)). Every term
+    is formed without cancellation, at any df. The result only stays above the underflow where
+    -ln x < 745 / T, which at df >= _T_EXPANSION_MIN_DOF bounds the neglected terms below 1e-14
+    relative; in the body they are below 1e-25.
+    """
+    a = df / 2
+    big_t = a - 0.25
+    u = big_t * -_t_parts(t, df)[2]
+    if not u > 0:
+        return 1.0
+    log_u = math.log(u)
+    q = math.erfc(math.sqrt(u))
+    total = q
+    shape, scale = 0.5, 1.0
+    for c in _T_EXPANSION:
+        # Q(s + 1, u) = Q(s, u) + u^s e^-u / Gamma(s + 1), twice per term.
+        for _ in range(2):
+            q += math.exp(shape * log_u - u - math.lgamma(shape + 1))
+            shape += 1
+        scale /= big_t * big_t
+        total += c * scale * q
+    return min(1.0, math.exp(-_lgamma_drop(a, 0.5) - 0.5 * math.log(big_t)) * total)
+
+
+def _t_log_density(t: float, df: float) -> float:
+    return -_log_beta(df / 2, 0.5) - 0.5 * math.log(df) - (df + 1) / 2 * math.log1p(t * t / df)
+
+
+def student_t_quantile(p: float, df: float) -> float:
+    """The t with P(T <= t) = p, for 0 < p < 1 and df > 0."""
+    if not 0 < p < 1:
+        raise ValueError(f"a probability in (0, 1) is needed, not {p!r}")
+    # 1 - p is exact for p >= 0.5 (Sterbenz), so the upper tail loses nothing.
+    return student_t_upper_quantile(1 - p, df) if p >= 0.5 else -student_t_upper_quantile(p, df)
+
+
+def student_t_upper_quantile(q: float, df: float) -> float:
+    """The t with P(T > t) = q, for 0 < q < 1 and df > 0.
+
+    Newton's method in u = ln t on the log of the tail P(T > t) = q, or for q above 1/4 of the
+    central probability P(0 < T < t) = 1/2 - q (exact there): the first is nearly linear in u in
+    heavy tails and nearly quadratic in t in light ones, the second nearly linear in u near 0,
+    so a few steps reach full precision from the starting guess. The root stays bracketed
+    between the normal quantile (t's tails are heavier) and the point where the power-law
+    asymptote of the tail, which lies above the tail itself, equals q; a step that would leave
+    the bracket bisects instead.
+    """
+    if not 0 < q < 1:
+        raise ValueError(f"a probability in (0, 1) is needed, not {q!r}")
+    _check_dof(df)
+    if q == 0.5:
+        return 0.0
+    if q > 0.5:
+        return -student_t_upper_quantile(1 - q, df)
+    z = normal_quantile(q, upper=True)
+    if math.isinf(df):
+        return z
+    central = q > 0.25
+    log_target = math.log(0.5 - q if central else q)
+    lo = math.log(z)
+    # P(T > t) <= df^(df/2 - 1) t^-df / B(df/2, 1/2), the integral of the density's asymptote.
+    hi = max(lo, 0.5 * math.log(df) - (math.log(q) + math.log(df) + _log_beta(df / 2, 0.5)) / df)
+    if hi > _LOG_MAX_T:
+        if student_t_sf(math.exp(_LOG_MAX_T), df) > q:
+            return math.inf
+        hi = _LOG_MAX_T
+    # Cornish-Fisher (Abramowitz and Stegun 26.7.5) is a good start wherever it is in the
+    # bracket, that is wherever df is not small for this tail.
+    z2 = z * z
+    guess = (
+        z
+        + (
+            (z2 + 1) * z / 4
+            + ((5 * z2 + 16) * z2 + 3) * z / (96 * df)
+            + (((3 * z2 + 19) * z2 + 17) * z2 - 15) * z / (384 * df * df)
+        )
+        / df
+    )
+    u = math.log(guess) if guess > 0 and lo < math.log(guess) < hi else (lo + hi) / 2
+    for _ in range(_QUANTILE_MAX_ITER):
+        t = math.exp(u)
+        # h rises with u and is 0 at the root; h' = t f(t) / P.
+        probability = _t_central(t, df) if central else 0.5 * _t_two_sided(t, df)
+        if probability > 0:
+            h = math.log(probability) - log_target
+            h = h if central else -h
+            slope = t * math.exp(_t_log_density(t, df)) / probability
+        else:
+            h, slope = (-math.inf if central else math.inf), 0.0
+        if h == 0:
+            break
+        if h > 0:
+            hi = u
+        else:
+            lo = u
+        step = h / slope if slope > 0 else math.nan
+        if lo < u - step < hi:
+            u -= step
+            # Near the root each step squares the error, so after one this small the error is
+            # far below the rounding of the probability itself.
+            if abs(step) < 1e-9:
+                break
+        else:
+            u = (lo + hi) / 2
+            if hi - lo < 1e-15:
+                break
+    return math.exp(u)
+
+
+# --- regularized incomplete beta --------------------------------------------------------------
+
+
+def regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function, for a, b > 0 and 0 <= x <= 1.
+
+    Exact to about 1e-13 while one parameter is below 1e4 or so. When both are large, the logs
+    of x^a y^b and B(a, b) cancel to within about 1e-16 min(a, b) of their size (3e-10 at
+    a = b = 1e7), and the continued fraction needs about sqrt(min(a, b)) steps; Student's t,
+    with b = 1/2, meets neither.
+    """
+    if not (a > 0 and b > 0):
+        raise ValueError(f"beta parameters must be positive, not {a!r}, {b!r}")
+    if math.isnan(x):
+        return math.nan
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    return _beta_inc(a, b, x, 1 - x, math.log(x), math.log1p(-x))
+
+
+def _beta_inc(a: float, b: float, x: float, y: float, log_x: float, log_y: float) -> float:
+    """I_x(a, b) given x, y = 1 - x and their logs, each computed without cancellation.
+
+    The continued fraction (Numerical Recipes' betacf, by modified Lentz) converges fast for
+    x < (a + 1) / (a + b + 2); beyond it the symmetry I_x(a, b) = 1 - I_y(b, a) puts it back
+    there. The prefactor x^a y^b / B(a, b) is taken in logs with a Stirling difference for
+    B(a, b), since lgamma(1e7) carries an absolute error of 1e-8 that would be a relative one
+    here.
+    """
+    if x < (a + 1) / (a + b + 2):
+        return _beta_front(a, b, log_x, log_y) * _beta_cf(a, b, x) / a
+    return 1 - _beta_front(b, a, log_y, log_x) * _beta_cf(b, a, y) / b
+
+
+def _beta_front(a: float, b: float, log_x: float, log_y: float) -> float:
+    return math.exp(a * log_x + b * log_y - _log_beta(a, b))
+
+
+def _beta_cf(a: float, b: float, x: float) -> float:
+    qab, qap, qam = a + b, a + 1, a - 1
+    c = 1.0
+    d = 1 - qab * x / qap
+    d = 1 / (d if abs(d) >= _TINY else _TINY)
+    h = d
+    for m in range(1, _BETA_MAX_ITER):
+        m2 = 2 * m
+        for numerator in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ):
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) >= _TINY else _TINY)
+            c = 1 + numerator / c
+            if abs(c) < _TINY:
+                c = _TINY
+            delta = d * c
+            h *= delta
+        if abs(delta - 1) < _BETA_EPS:
+            break
+    return h
+
+
+def _log_beta(a: float, b: float) -> float:
+    """ln B(a, b), to an absolute error near 1e-16 even when a or b is 1e8 (where lgamma alone
+    would be off by 1e-8): large arguments go through Stirling's series, in differences."""
+    small, large = min(a, b), max(a, b)
+    if large < _STIRLING_MIN:
+        return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    if small < _STIRLING_MIN:
+        return math.lgamma(small) + _lgamma_drop(large, small)
+    # (s - 1/2) ln s + (l - 1/2) ln l - (s + l - 1/2) ln(s + l), regrouped around ln(s + l).
+    return (
+        0.5 * math.log(2 * math.pi)
+        - (large - 0.5) * math.log1p(small / large)
+        + (small - 0.5) * math.log(small / (small + large))
+        - 0.5 * math.log(small + large)
+        + _stirling_tail(small)
+        + _stirling_tail(large)
+        - _stirling_tail(small + large)
+    )
+
+
+def _lgamma_drop(a: float, b: float) -> float:
+    """lgamma(a) - lgamma(a + b) for a >= _STIRLING_MIN, from Stirling's series: the (a - 1/2)
+    ln a - a parts cancel exactly on paper, so they are never formed."""
+    return (
+        -b * math.log(a)
+        - (a + b - 0.5) * math.log1p(b / a)
+        + b
+        + _stirling_tail(a)
+        - _stirling_tail(a + b)
+    )
+
+
+def _stirling_tail(z: float) -> float:
+    """lgamma(z) - ((z - 1/2) ln z - z + ln(2 pi) / 2), for z >= _STIRLING_MIN."""
+    inverse_square = 1 / (z * z)
+    total = 0.0
+    for coefficient in reversed(_STIRLING):
+        total = total * inverse_square + coefficient
+    return total / z
 
 
 # --- chance to beat control -------------------------------------------------------------------
