@@ -235,9 +235,11 @@ def test_t_quantile_inverts_the_cdf(df: float, x: float) -> None:
     p = student_t_cdf(x, df)
     if not 0 < p < 1:
         return
-    # p carries an absolute rounding of about 1e-16, which moves x by that over the density.
-    density = abs(student_t_cdf(x + 1e-6, df) - student_t_cdf(x - 1e-6, df)) / 2e-6
-    if density == 0:
+    # p carries an absolute rounding of about 1e-16, which moves x by that over the density;
+    # the density comes from the tail, which keeps its digits where p is within 1e-12 of 1.
+    h = 1e-4 * max(1.0, abs(x))
+    density = (student_t_sf(abs(x) - h, df) - student_t_sf(abs(x) + h, df)) / (2 * h)
+    if not density > 0:
         return
 
     assert student_t_quantile(p, df) == pytest.approx(x, rel=1e-9, abs=1e-9 + 3e-16 / density)
@@ -277,7 +279,8 @@ def test_incomplete_beta_is_the_binomial_upper_tail(n: int, k: int, p: float) ->
 @settings(max_examples=200, deadline=None)
 @given(
     st.floats(min_value=-1.0, max_value=5.0).map(lambda e: 10.0**e),
-    st.floats(min_value=-1.0, max_value=5.0).map(lambda e: 10.0**e),
+    # Both parameters large is outside the documented precision (see regularized_beta).
+    st.floats(min_value=-1.0, max_value=3.0).map(lambda e: 10.0**e),
     st.floats(min_value=0.001, max_value=0.999),
 )
 def test_incomplete_beta_is_symmetric_under_swapping_the_tails(
