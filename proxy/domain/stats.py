@@ -1,21 +1,27 @@
 """Experiment statistics: per-variant lift, intervals, p-values and chance to beat the control,
-plus the sample-ratio-mismatch check, and the distributions behind them (the normal quantile,
-Student's t, the regularized incomplete beta). Pure Python, standard library only.
+always-valid (sequential) figures, multiple-comparison corrections, value goals, and the
+sample-ratio-mismatch check. Pure Python, standard library only.
 
-Results are computed on the server's event loop, so the costly part, the chance to beat the
-control (up to 20,000 terms of a sum, or a quadrature), is written as slices of work (Steps)
-that a caller may interleave with the loop; chance_to_beat runs them all at once.
+Results are computed on the server's event loop, so the work is also available cut into slices
+(`results_steps`): iterating it runs one slice per step, none much longer than a quarter of a
+millisecond, and the caller may yield to the loop between steps. `experiment_results` is the
+same computation run to the end in one go.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 from statistics import NormalDist
 from typing import Any, Generic, TypeVar
 
 Z95 = 1.959963984540054
+DEFAULT_ALPHA = 0.05
+DEFAULT_SEQUENTIAL_TUNING = 5000
+CORRECTIONS = ("holm-bonferroni", "benjamini-hochberg")
 SRM_ALPHA = 0.001
 SRM_MIN_EXPOSURES = 8
 # Above this many terms the closed-form sum costs more than a request should (about 8 ms at
@@ -66,8 +72,32 @@ _T_EXPANSION = (
 _LOG_MAX_T = 700.0
 _NORMAL = NormalDist()
 
-
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """An experiment's analysis settings: intervals at level 1 - alpha, the sequential tuning N*
+    (the two arms' total exposures where the team expects to decide), and the correction applied
+    across the non-control variants (None or one of CORRECTIONS).
+
+    The API's narrower ranges (alpha <= 0.2, N* >= 100) are the validation's business; this only
+    refuses values for which the formulas mean nothing."""
+
+    alpha: float = DEFAULT_ALPHA
+    sequential_tuning: int = DEFAULT_SEQUENTIAL_TUNING
+    correction: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), not {self.alpha!r}")
+        if not self.sequential_tuning > 0:
+            raise ValueError(f"sequential_tuning must be positive, not {self.sequential_tuning!r}")
+        if self.correction is not None and self.correction not in CORRECTIONS:
+            raise ValueError(f"unknown correction {self.correction!r}")
+
+
+DEFAULT_ANALYSIS = Analysis()
 
 
 class Steps(Generic[T]):
@@ -75,7 +105,7 @@ class Steps(Generic[T]):
     once the iteration ends, `result` holds the outcome (also carried, as with a generator, by
     the StopIteration that ends it). An async caller yields to its loop between steps:
 
-        steps = Steps(some_generator)
+        steps = results_steps(...)
         for _ in steps:
             await asyncio.sleep(0)
         results = steps.result
@@ -113,19 +143,71 @@ class Steps(Generic[T]):
         return self.result
 
 
+# --- results ----------------------------------------------------------------------------------
+
+
 def experiment_results(
-    weights: Sequence[float], variants: Sequence[tuple[str, int, int]]
+    weights: Sequence[float],
+    variants: Sequence[tuple[str, int, int]],
+    analysis: Analysis = DEFAULT_ANALYSIS,
+    values: Sequence[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """Results of one goal of an experiment; the first variant is the control.
 
     `weights` are the configured percentages of the variants, in the same order; `variants` are
-    (key, exposures, conversions). Every figure that is undefined is None.
+    (key, exposures, conversions); `values`, for a goal whose conversions carry values, are
+    (sum, sum of squares) of the users' values per variant, in the same order. Every figure that
+    is undefined is None; see results_steps for the shape and the rules.
+    """
+    return results_steps(weights, variants, analysis, values).run()
+
+
+def results_steps(
+    weights: Sequence[float],
+    variants: Sequence[tuple[str, int, int]],
+    analysis: Analysis = DEFAULT_ANALYSIS,
+    values: Sequence[tuple[float, float]] | None = None,
+) -> Steps[dict[str, Any]]:
+    """experiment_results as slices of work (see Steps); the arguments are checked at once.
+
+    The result is `{"variants": [row, ...], "srm": {"p_value", "warning"}}`, a row being `{key,
+    exposures, conversions, conversion_rate, absolute_lift, absolute_lift_ci, relative_lift,
+    relative_lift_ci, p_value, p_value_adjusted, chance_to_beat_control, sequential, value}`.
+    The control's comparison figures, `p_value_adjusted` and `sequential` are None; a
+    non-control row's `sequential` is `{absolute_lift_ci, relative_lift_ci, p_value,
+    p_value_adjusted}`. `value` is None without `values`, else `{sum, mean, variance,
+    absolute_lift, absolute_lift_ci, relative_lift, relative_lift_ci, p_value, sequential,
+    p_value_adjusted}` (the control's comparisons and `sequential` None).
+
+    When a figure is None:
+    - any comparison, when either arm has no exposures;
+    - relative lifts and their intervals, when the control's rate (or mean) is 0, or the ratio
+      lies beyond the floating range (a value goal's control mean of 1e-300);
+    - the fixed conversion p-value, when the pooled rate is 0 or 1;
+    - sequential intervals and p-values, and value intervals and p-values, when their standard
+      error is 0 (every user of both arms alike: nothing to test, the statistic is 0 / 0);
+    - a value mean without exposures, a value variance and every value comparison that needs
+      it with fewer than two exposures;
+    - `p_value_adjusted` without a correction, and wherever the p-value it adjusts is None:
+      such variants are left out of the family the others are corrected within.
     """
     if len(weights) != len(variants):
         raise ValueError(f"{len(weights)} weights for {len(variants)} variants")
+    if values is not None and len(values) != len(variants):
+        raise ValueError(f"{len(values)} value sums for {len(variants)} variants")
+    return Steps(_results(weights, variants, analysis, values))
+
+
+def _results(
+    weights: Sequence[float],
+    variants: Sequence[tuple[str, int, int]],
+    analysis: Analysis,
+    values: Sequence[tuple[float, float]] | None,
+) -> Generator[None, None, dict[str, Any]]:
     # Counts come from Redis set cardinalities that are written separately, so a conversion can
     # outlive its exposure; clamping keeps every rate a probability instead of failing the page.
     arms = [(key, max(0, n), min(max(0, x), max(0, n))) for key, n, x in variants]
+    z = normal_quantile(analysis.alpha / 2, upper=True)
     rows: list[dict[str, Any]] = []
     for index, (key, n, x) in enumerate(arms):
         row: dict[str, Any] = {
@@ -134,8 +216,18 @@ def experiment_results(
             "conversions": x,
             "conversion_rate": x / n if n > 0 else None,
         }
-        row.update(_comparison(arms[0][1], arms[0][2], n, x) if index > 0 else _no_comparison())
+        if index == 0:
+            row.update(_no_comparison())
+            row["sequential"] = None
+        else:
+            comparison = yield from _comparison(arms[0][1], arms[0][2], n, x, z, analysis)
+            row.update(comparison)
+        row["value"] = None
         rows.append(row)
+        yield
+    if values is not None:
+        yield from _add_values(rows, values, analysis)
+    _adjust_rows(rows, analysis.correction)
     return {"variants": rows, "srm": _srm(weights, [n for _, n, _ in arms])}
 
 
@@ -146,53 +238,315 @@ def _no_comparison() -> dict[str, Any]:
         "relative_lift": None,
         "relative_lift_ci": None,
         "p_value": None,
+        "p_value_adjusted": None,
         "chance_to_beat_control": None,
     }
 
 
-def _comparison(n_c: int, x_c: int, n_t: int, x_t: int) -> dict[str, Any]:
+def _comparison(
+    n_c: int, x_c: int, n_t: int, x_t: int, z: float, analysis: Analysis
+) -> Generator[None, None, dict[str, Any]]:
     out = _no_comparison()
+    out["sequential"] = _no_sequential()
     if n_c == 0 or n_t == 0:
         return out
     p_c, p_t = x_c / n_c, x_t / n_t
     lift = p_t - p_c
+    var_t = p_t * (1 - p_t) / n_t
+    var_c = p_c * (1 - p_c) / n_c
     out["absolute_lift"] = lift
-    out["absolute_lift_ci"] = _newcombe_interval(x_t, n_t, x_c, n_c)
+    out["absolute_lift_ci"] = _newcombe_interval(x_t, n_t, x_c, n_c, z)
+    relative: float | None = None
+    relative_se: float | None = None
     if p_c > 0:
         # Dividing the absolute lift (not p_t / p_c - 1) keeps relative and absolute consistent.
         relative = lift / p_c
-        var_t = p_t * (1 - p_t) / n_t
-        var_c = p_c * (1 - p_c) / n_c
-        se = math.sqrt(var_t / p_c**2 + p_t**2 * var_c / p_c**4)
+        relative_se = _relative_se(p_t, var_t, p_c, var_c)
         out["relative_lift"] = relative
-        out["relative_lift_ci"] = [relative - Z95 * se, relative + Z95 * se]
+        out["relative_lift_ci"] = [relative - z * relative_se, relative + z * relative_se]
     pooled = (x_c + x_t) / (n_c + n_t)
     if 0 < pooled < 1:
         se = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_t))
         out["p_value"] = min(1.0, math.erfc(abs(lift / se) / math.sqrt(2)))
-    out["chance_to_beat_control"] = chance_to_beat(1 + x_t, 1 + n_t - x_t, 1 + x_c, 1 + n_c - x_c)
+    # The sequential figures use the unpooled variance, as GrowthBook's do.
+    out["sequential"] = _sequential(
+        lift, math.sqrt(var_t + var_c), relative, relative_se, n_c + n_t, analysis
+    )
+    out["chance_to_beat_control"] = yield from _chance_steps(
+        1 + x_t, 1 + n_t - x_t, 1 + x_c, 1 + n_c - x_c
+    )
     return out
 
 
-def _wilson(x: int, n: int) -> tuple[float, float]:
+def _relative_se(mean_t: float, var_t: float, mean_c: float, var_c: float) -> float:
+    """Delta-method standard error of (mean_t - mean_c) / |mean_c|, given the variances of the
+    two means: sqrt(var_t / mean_c^2 + mean_t^2 var_c / mean_c^4), written with the ratio of
+    the means and hypot so that nothing is raised to a power: a control mean of 1e-90 (a value
+    goal allows any finite value) would underflow mean_c^4 to 0. It may overflow to inf, which
+    the callers treat as undefined."""
+    return math.hypot(math.sqrt(var_t), mean_t / mean_c * math.sqrt(var_c)) / abs(mean_c)
+
+
+def _wilson(x: int, n: int, z: float) -> tuple[float, float]:
     p = x / n
-    z2 = Z95 * Z95
+    z2 = z * z
     denominator = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denominator
-    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _newcombe_interval(x_t: int, n_t: int, x_c: int, n_c: int) -> list[float]:
-    """Newcombe's hybrid score interval (his method 10) for p_t - p_c."""
+def _newcombe_interval(x_t: int, n_t: int, x_c: int, n_c: int, z: float) -> list[float]:
+    """Newcombe's hybrid score interval (his method 10) for p_t - p_c, at the normal quantile z."""
     p_t, p_c = x_t / n_t, x_c / n_c
-    lo_t, hi_t = _wilson(x_t, n_t)
-    lo_c, hi_c = _wilson(x_c, n_c)
+    lo_t, hi_t = _wilson(x_t, n_t, z)
+    lo_c, hi_c = _wilson(x_c, n_c, z)
     lift = p_t - p_c
     return [
         lift - math.sqrt((p_t - lo_t) ** 2 + (hi_c - p_c) ** 2),
         lift + math.sqrt((hi_t - p_t) ** 2 + (p_c - lo_c) ** 2),
     ]
+
+
+# --- value goals ------------------------------------------------------------------------------
+
+
+def value_moments(n: int, total: float, squares: float) -> tuple[float | None, float | None]:
+    """(mean, variance) of n users' values from their sum and sum of squares; None where
+    undefined (no users for the mean, fewer than two for the variance, a non-finite sum).
+
+    Q - S^2/n is computed exactly from the two floats (as fractions): at large sums it is the
+    difference of two numbers of 1e30 whose first fifteen digits agree. A negative result, which
+    only inconsistent inputs can give, is clamped to 0.
+    """
+    if n <= 0 or not (math.isfinite(total) and math.isfinite(squares)):
+        return None, None
+    mean = total / n
+    if n < 2:
+        return mean, None
+    s = Fraction(total)
+    centred = Fraction(squares) - s * s / n
+    return mean, max(0.0, float(centred / (n - 1)))
+
+
+def welch_dof(var_a: float, n_a: int, var_b: float, n_b: int) -> float | None:
+    """Welch-Satterthwaite degrees of freedom of the difference of two means, from each sample's
+    variance and size; None when undefined (a sample under 2, or both variances 0)."""
+    if n_a < 2 or n_b < 2:
+        return None
+    a, b = var_a / n_a, var_b / n_b
+    # Scaled by the larger term, so that variances of 1e-170 do not square to 0.
+    scale = max(a, b)
+    if not scale > 0:
+        return None
+    a, b = a / scale, b / scale
+    return (a + b) ** 2 / (a * a / (n_a - 1) + b * b / (n_b - 1))
+
+
+def _add_values(
+    rows: list[dict[str, Any]], values: Sequence[tuple[float, float]], analysis: Analysis
+) -> Generator[None, None, None]:
+    moments = [
+        value_moments(row["exposures"], total, squares)
+        for row, (total, squares) in zip(rows, values, strict=True)
+    ]
+    mean_c, var_c = moments[0]
+    n_c = rows[0]["exposures"]
+    for index, (row, (total, _), (mean, variance)) in enumerate(
+        zip(rows, values, moments, strict=True)
+    ):
+        block: dict[str, Any] = {
+            "sum": total if math.isfinite(total) else None,
+            "mean": mean,
+            "variance": variance,
+        }
+        if index == 0:
+            block.update(_no_value_comparison())
+            block["sequential"] = None
+        else:
+            block.update(
+                _value_comparison(n_c, mean_c, var_c, row["exposures"], mean, variance, analysis)
+            )
+        block["p_value_adjusted"] = None
+        row["value"] = block
+        # A t quantile and a t tail, each a few Newton steps of a continued fraction.
+        yield
+
+
+def _no_value_comparison() -> dict[str, Any]:
+    return {
+        "absolute_lift": None,
+        "absolute_lift_ci": None,
+        "relative_lift": None,
+        "relative_lift_ci": None,
+        "p_value": None,
+    }
+
+
+def _value_comparison(
+    n_c: int,
+    mean_c: float | None,
+    var_c: float | None,
+    n_t: int,
+    mean_t: float | None,
+    var_t: float | None,
+    analysis: Analysis,
+) -> dict[str, Any]:
+    out = _no_value_comparison()
+    out["sequential"] = _no_sequential()
+    if mean_c is None or mean_t is None:
+        return out
+    lift = mean_t - mean_c
+    out["absolute_lift"] = lift
+    relative = lift / abs(mean_c) if mean_c != 0 else None
+    if relative is not None and not math.isfinite(relative):
+        # A control mean of 1e-300 against one of 1: a ratio past the floating range.
+        relative = None
+    out["relative_lift"] = relative
+    if var_c is None or var_t is None:
+        return out
+    # Variances of the two means, as for a conversion rate p (1 - p) / n.
+    of_mean_t, of_mean_c = var_t / n_t, var_c / n_c
+    se = math.sqrt(of_mean_t + of_mean_c)
+    relative_se = None
+    if relative is not None:
+        relative_se = _relative_se(mean_t, of_mean_t, mean_c, of_mean_c)
+    out["sequential"] = _sequential(lift, se, relative, relative_se, n_c + n_t, analysis)
+    dof = welch_dof(var_c, n_c, var_t, n_t)
+    if dof is None or not se > 0:
+        return out
+    t = student_t_upper_quantile(analysis.alpha / 2, dof)
+    out["absolute_lift_ci"] = [lift - t * se, lift + t * se]
+    out["p_value"] = student_t_two_sided_p(lift / se, dof)
+    if relative is not None and relative_se is not None and 0 < relative_se < math.inf:
+        out["relative_lift_ci"] = [relative - t * relative_se, relative + t * relative_se]
+    return out
+
+
+# --- sequential (always-valid) figures --------------------------------------------------------
+#
+# The asymptotic confidence sequence of Waudby-Smith et al. (arXiv 2103.06476, eq. 9), tuned as
+# GrowthBook tunes it (eq. 161 there): rho^2 = (-2 ln a + ln(1 - 2 ln a)) / N*, which makes the
+# interval narrowest when the two arms' total N reaches N*. At every N it is wider than the
+# fixed-horizon normal interval at the same alpha, which is the price of being valid whenever
+# it is read.
+
+
+def sequential_rho_squared(alpha: float, tuning: float) -> float:
+    log_alpha = math.log(alpha)
+    return (-2 * log_alpha + math.log1p(-2 * log_alpha)) / tuning
+
+
+def sequential_half_width(se: float, n: int, alpha: float, tuning: float) -> float:
+    """Half-width of the always-valid interval of an estimate with standard error se, after n
+    users in both arms: se * sqrt(2 (n rho^2 + 1) / (n rho^2) * ln(sqrt(n rho^2 + 1) / alpha))."""
+    nr2 = n * sequential_rho_squared(alpha, tuning)
+    return se * math.sqrt(2 * (nr2 + 1) / nr2 * (0.5 * math.log1p(nr2) - math.log(alpha)))
+
+
+def sequential_p_value(z: float, n: int, alpha: float, tuning: float) -> float:
+    """Always-valid p-value of the statistic z = estimate / se after n users in both arms:
+    min(1, sqrt(n rho^2 + 1) exp(-n rho^2 z^2 / (2 (n rho^2 + 1)))), taken in logs so that a
+    large z gives a tiny p rather than 0 * inf."""
+    nr2 = n * sequential_rho_squared(alpha, tuning)
+    log_p = 0.5 * math.log1p(nr2) - nr2 * z * z / (2 * (nr2 + 1))
+    return math.exp(min(0.0, log_p))
+
+
+def _no_sequential() -> dict[str, Any]:
+    return {
+        "absolute_lift_ci": None,
+        "relative_lift_ci": None,
+        "p_value": None,
+        "p_value_adjusted": None,
+    }
+
+
+def _sequential(
+    lift: float,
+    se: float,
+    relative: float | None,
+    relative_se: float | None,
+    n: int,
+    analysis: Analysis,
+) -> dict[str, Any]:
+    out = _no_sequential()
+    alpha, tuning = analysis.alpha, analysis.sequential_tuning
+    if se > 0:
+        half = sequential_half_width(se, n, alpha, tuning)
+        out["absolute_lift_ci"] = [lift - half, lift + half]
+        out["p_value"] = sequential_p_value(lift / se, n, alpha, tuning)
+    if relative is not None and relative_se is not None and 0 < relative_se < math.inf:
+        half = sequential_half_width(relative_se, n, alpha, tuning)
+        out["relative_lift_ci"] = [relative - half, relative + half]
+    return out
+
+
+# --- multiple-comparison corrections ----------------------------------------------------------
+
+
+def adjust_p_values(p_values: Sequence[float | None], correction: str | None) -> list[float | None]:
+    """The p-values adjusted by `correction` (None or one of CORRECTIONS), in the same order.
+
+    A None p-value (a figure that is undefined) is not a test: it stays None and is left out of
+    the family, so m counts only the defined ones. Without a correction every entry is None.
+    """
+    adjusted: list[float | None] = [None] * len(p_values)
+    if correction is None:
+        return adjusted
+    present = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    if correction == "holm-bonferroni":
+        fixed = holm_bonferroni([p for p, _ in present])
+    elif correction == "benjamini-hochberg":
+        fixed = benjamini_hochberg([p for p, _ in present])
+    else:
+        raise ValueError(f"unknown correction {correction!r}")
+    for (_, i), p in zip(present, fixed, strict=True):
+        adjusted[i] = p
+    return adjusted
+
+
+def holm_bonferroni(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: the i-th smallest of m becomes (m - i + 1) p, raised to the
+    running maximum so that the order of the p-values is kept, and capped at 1."""
+    m = len(p_values)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda j: p_values[j])):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg's step-up adjustment: the i-th smallest of m becomes m p / i, lowered
+    to the running minimum from the largest down, and capped at 1."""
+    m = len(p_values)
+    adjusted = [0.0] * m
+    running = 1.0
+    order = sorted(range(m), key=lambda j: p_values[j])
+    for rank in range(m - 1, -1, -1):
+        i = order[rank]
+        running = min(running, m / (rank + 1) * p_values[i])
+        adjusted[i] = running
+    return adjusted
+
+
+def _adjust_rows(rows: list[dict[str, Any]], correction: str | None) -> None:
+    """Fills every p_value_adjusted of the non-control rows: the fixed and the sequential
+    p-values, of the conversion and of the value figures, each a family of its own."""
+    others = rows[1:]
+    families: list[list[dict[str, Any]]] = [
+        list(others),
+        [row["sequential"] for row in others],
+    ]
+    if others and others[0]["value"] is not None:
+        families.append([row["value"] for row in others])
+        families.append([row["value"]["sequential"] for row in others])
+    for family in families:
+        adjusted = adjust_p_values([figures["p_value"] for figures in family], correction)
+        for figures, p in zip(family, adjusted, strict=True):
+            figures["p_value_adjusted"] = p
 
 
 # --- normal and Student's t distributions -----------------------------------------------------
