@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from proxy import ofrep, openapi, ops
+from proxy import console, ofrep, openapi, ops
 from proxy.control import experiments, flags, keys, projects, rules, segments
 from proxy.control.common import runtime
 from proxy.edge import wire
@@ -230,6 +230,7 @@ def create_app(settings: Settings | None = None) -> EdgeApp:
     routes = [
         *ops.routes,
         *openapi.routes,
+        *console.routes(settings.console),
         *keys.routes,
         *projects.routes,
         *segments.routes,

@@ -68,6 +68,7 @@ class Settings:
     shutdown_timeout: float = 8.0
     log_level: str = "info"
     metrics: bool = True
+    console: bool = True  # the web console under /ui/
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -104,6 +105,7 @@ class Settings:
             shutdown_timeout=_float(e, "EDGE_SHUTDOWN_TIMEOUT", 8.0),
             log_level=e.get("EDGE_LOG_LEVEL") or "info",
             metrics=(e.get("EDGE_METRICS") or "1") not in ("0", "false", "off"),
+            console=(e.get("EDGE_CONSOLE") or "1") not in ("0", "false", "off"),
         )
         if s.workers < 1:
             raise SettingsError("EDGE_WORKERS must be at least 1")
