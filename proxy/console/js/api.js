@@ -66,7 +66,8 @@ export function seg(id) {
 /** A query string from an object, skipping empty values. */
 export function query(params) {
   const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+  for (const [k, v] of Object.entries(params))
+    if (v !== undefined && v !== null && v !== "") q.set(k, v);
   const text = q.toString();
   return text ? `?${text}` : "";
 }

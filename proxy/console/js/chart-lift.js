@@ -69,7 +69,12 @@ export function drawLift(host, results, alpha) {
   grid.append(
     s(
       "text",
-      { class: "axis-label", x: (left + width - RIGHT) / 2, y: height - 10, "text-anchor": "middle" },
+      {
+        class: "axis-label",
+        x: (left + width - RIGHT) / 2,
+        y: height - 10,
+        "text-anchor": "middle",
+      },
       `Absolute lift over ${results.control} (percentage points)`,
     ),
   );
@@ -78,9 +83,7 @@ export function drawLift(host, results, alpha) {
   rows.forEach(({ v, index }, i) => {
     const cy = TOP + i * ROW + ROW / 2;
     const g = s("g", { class: `row ${seriesClass(index)}`, "data-variant": v.key });
-    g.append(
-      s("text", { class: "label", x: left - 10, y: cy + 4, "text-anchor": "end" }, v.key),
-    );
+    g.append(s("text", { class: "label", x: left - 10, y: cy + 4, "text-anchor": "end" }, v.key));
     const seq = ci(v.sequential?.absolute_lift_ci);
     if (seq) g.append(bar("ci-seq", x(seq[0]), x(seq[1]), cy, 9));
     const fixed = ci(v.absolute_lift_ci);
@@ -90,7 +93,11 @@ export function drawLift(host, results, alpha) {
         s(
           "circle",
           { class: "mark", cx: x(v.absolute_lift), cy, r: 5.5, "data-value": v.absolute_lift },
-          s("title", {}, `${v.key}: ${points(v.absolute_lift)} ${pointsInterval(v.absolute_lift_ci)}`),
+          s(
+            "title",
+            {},
+            `${v.key}: ${points(v.absolute_lift)} ${pointsInterval(v.absolute_lift_ci)}`,
+          ),
         ),
       );
     } else {
@@ -103,7 +110,11 @@ export function drawLift(host, results, alpha) {
     { label: `Lift (dot) with its fixed-horizon ${lvl} interval`, className: "ink", kind: "line" },
   ];
   if (hasSequential) {
-    items.push({ label: `Sequential ${lvl} interval (valid at any peek)`, className: "ink", kind: "dash" });
+    items.push({
+      label: `Sequential ${lvl} interval (valid at any peek)`,
+      className: "ink",
+      kind: "dash",
+    });
   }
   items.push({ label: `0: no difference from ${results.control}`, className: "ink", kind: "zero" });
   fill(host, svg, legend("Lift chart legend", items));

@@ -38,7 +38,12 @@ export function drawRate(host, days, order) {
   const decimals = tickDecimals(axis.step, 100);
 
   const last = days[days.length - 1];
-  const span = days.length === 1 ? (last.date ? `on ${day(last.date)}` : "now") : `${days.length} days, ${day(days[0].date)} to ${day(last.date)}`;
+  const span =
+    days.length === 1
+      ? last.date
+        ? `on ${day(last.date)}`
+        : "now"
+      : `${days.length} days, ${day(days[0].date)} to ${day(last.date)}`;
   const description =
     `Cumulative conversion rate per variant, ${span}. ` +
     (last ? last.variants.map((v) => `${v.key}: ${rate(v.conversion_rate)}`).join("; ") : "");
@@ -53,8 +58,18 @@ export function drawRate(host, days, order) {
   const axes = s("g", { class: "axis" });
   for (const t of axis.values) {
     axes.append(
-      s("line", { class: t === 0 ? "baseline" : "grid", x1: LEFT, x2: width - RIGHT, y1: y(t), y2: y(t) }),
-      s("text", { class: "tick", x: LEFT - 8, y: y(t) + 4, "text-anchor": "end" }, `${(t * 100).toFixed(decimals)}%`),
+      s("line", {
+        class: t === 0 ? "baseline" : "grid",
+        x1: LEFT,
+        x2: width - RIGHT,
+        y1: y(t),
+        y2: y(t),
+      }),
+      s(
+        "text",
+        { class: "tick", x: LEFT - 8, y: y(t) + 4, "text-anchor": "end" },
+        `${(t * 100).toFixed(decimals)}%`,
+      ),
     );
   }
   // Date labels, thinned to one per ~80 px so they never overlap.
@@ -70,8 +85,25 @@ export function drawRate(host, days, order) {
     );
   });
   axes.append(
-    s("text", { class: "axis-label", x: (LEFT + width - RIGHT) / 2, y: HEIGHT - 10, "text-anchor": "middle" }, days.length > 1 ? "Day (UTC, days with events)" : "Current results"),
-    s("text", { class: "axis-label", transform: `translate(14 ${(TOP + bottom) / 2}) rotate(-90)`, "text-anchor": "middle" }, "Conversion rate"),
+    s(
+      "text",
+      {
+        class: "axis-label",
+        x: (LEFT + width - RIGHT) / 2,
+        y: HEIGHT - 10,
+        "text-anchor": "middle",
+      },
+      days.length > 1 ? "Day (UTC, days with events)" : "Current results",
+    ),
+    s(
+      "text",
+      {
+        class: "axis-label",
+        transform: `translate(14 ${(TOP + bottom) / 2}) rotate(-90)`,
+        "text-anchor": "middle",
+      },
+      "Conversion rate",
+    ),
   );
   svg.append(axes);
 
@@ -84,7 +116,9 @@ export function drawRate(host, days, order) {
     });
     if (points.length > 1) {
       const path = points
-        .map((p, n) => `${n ? "L" : "M"}${xOf(p.i).toFixed(1)} ${y(p.v.conversion_rate).toFixed(1)}`)
+        .map(
+          (p, n) => `${n ? "L" : "M"}${xOf(p.i).toFixed(1)} ${y(p.v.conversion_rate).toFixed(1)}`,
+        )
         .join(" ");
       g.append(s("path", { class: "line", d: path }));
     }
@@ -103,7 +137,8 @@ export function drawRate(host, days, order) {
           s(
             "title",
             {},
-            `${key}, ${when}: ${rate(p.v.conversion_rate)} (${count(p.v.conversions)} of ${count(p.v.exposures)})`,
+            `${key}, ${when}: ${rate(p.v.conversion_rate)} ` +
+              `(${count(p.v.conversions)} of ${count(p.v.exposures)})`,
           ),
         ),
       );

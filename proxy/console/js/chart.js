@@ -65,7 +65,10 @@ export function legend(label, items) {
       h(
         "li",
         {},
-        h("span", { class: `swatch swatch-${item.kind || "dot"} ${item.className}`, "aria-hidden": "true" }),
+        h("span", {
+          class: `swatch swatch-${item.kind || "dot"} ${item.className}`,
+          "aria-hidden": "true",
+        }),
         item.label,
       ),
     ),

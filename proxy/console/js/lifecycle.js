@@ -50,8 +50,10 @@ export function lifecycleButton(experiment, ctx, after) {
     });
     if (!yes) return;
     try {
-      const path = `flags/${seg(experiment.flag_id)}/experiments/${seg(experiment.id)}/${action.path}`;
-      const { data } = await ctx.api.post(path, undefined, { signal: ctx.signal });
+      const path = `flags/${seg(experiment.flag_id)}/experiments/${seg(experiment.id)}`;
+      const { data } = await ctx.api.post(`${path}/${action.path}`, undefined, {
+        signal: ctx.signal,
+      });
       ctx.showError(null);
       ctx.showStatus(action.done(data));
       await after(data);

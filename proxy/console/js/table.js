@@ -56,7 +56,11 @@ export function table({ caption, columns, rows, className = "", quiet = false })
 
 /** A wrapper that scrolls a wide table sideways, reachable by keyboard. */
 export function scroller(label, ...children) {
-  return h("div", { class: "scroller", role: "region", "aria-label": label, tabindex: "0" }, children);
+  return h(
+    "div",
+    { class: "scroller", role: "region", "aria-label": label, tabindex: "0" },
+    children,
+  );
 }
 
 /** Environment tabs as links (each environment is its own address). */

@@ -75,7 +75,9 @@ export async function render(root, route, ctx) {
         keepFocus(page, () => draw(experiment, days));
       }
       updatedAt = Date.now();
-      updated.textContent = `Updated at ${f.clock()}. Refreshes every ${REFRESH_MS / 1000} s while this tab is visible.`;
+      updated.textContent =
+        `Updated at ${f.clock()}. ` +
+        `Refreshes every ${REFRESH_MS / 1000} s while this tab is visible.`;
       if (!quiet) ctx.showError(null);
       if (!quiet && shown) ctx.showStatus(`Results updated at ${f.clock()}.`);
     } catch (error) {
@@ -94,11 +96,16 @@ export async function render(root, route, ctx) {
   /** What does not change between refreshes: the flag and project, for the breadcrumb. */
   async function frameOnce(experiment, signal) {
     const { data: flag } = await ctx.api.get(`flags/${seg(flagId)}`, { signal });
-    const { data: project } = await ctx.api.get(`flags/projects/${seg(flag.project_id)}`, { signal });
+    const { data: project } = await ctx.api.get(`flags/projects/${seg(flag.project_id)}`, {
+      signal,
+    });
     ctx.setTitle(experiment.name);
     ctx.setCrumbs([
       { label: "Projects", href: "#/projects" },
-      { label: project.name, href: href("project", { projectId: project.id }, { env: experiment.environment }) },
+      {
+        label: project.name,
+        href: href("project", { projectId: project.id }, { env: experiment.environment }),
+      },
       { label: flag.key, href: href("flag", { flagId }, { env: experiment.environment }) },
       { label: experiment.name },
     ]);
@@ -116,7 +123,11 @@ export async function render(root, route, ctx) {
       h("span", { class: `badge status-${experiment.status}` }, experiment.status),
     );
     fill(facts, factList(experiment, flagKey));
-    fill(actions, lifecycleButton(experiment, ctx, () => load()));
+    // Quiet: the status line keeps saying "started" / "stopped" rather than "updated".
+    fill(
+      actions,
+      lifecycleButton(experiment, ctx, () => load({ quiet: true })),
+    );
     fill(
       banner,
       results.srm?.warning
@@ -124,7 +135,8 @@ export async function render(root, route, ctx) {
             "div",
             { class: "banner warning" },
             h("strong", {}, "Sample ratio mismatch. "),
-            `The variants' exposures do not match their planned split (SRM p-value ${f.pValue(results.srm.p_value)}): ` +
+            "The variants' exposures do not match their planned split " +
+              `(SRM p-value ${f.pValue(results.srm.p_value)}): ` +
               "users may be assigned or counted unevenly, so these results may be biased.",
           )
         : null,
@@ -135,14 +147,18 @@ export async function render(root, route, ctx) {
       h(
         "p",
         { class: "muted small" },
-        `${f.DASH} : not defined (the control's own comparisons, no data yet, or a figure this proxy does not serve).`,
+        `${f.DASH} : not defined (the control's own comparisons, no data yet, ` +
+          "or a figure this proxy does not serve).",
       ),
     );
     const withValues = results.variants.some((v) => v.value && typeof v.value === "object");
     fill(
       valueSlot,
       withValues
-        ? [h("h2", {}, `Value per user (${results.goal})`), scroller("Value per user", valueTable(results))]
+        ? [
+            h("h2", {}, `Value per user (${results.goal})`),
+            scroller("Value per user", valueTable(results)),
+          ]
         : null,
     );
     drawCharts();
@@ -154,11 +170,16 @@ export async function render(root, route, ctx) {
     const results = experiment.results;
     drawLift(lift.slot, results, experiment.analysis?.alpha);
     const current = [{ date: null, variants: results.variants }];
-    drawRate(rateChart.slot, days?.length ? days : current, results.variants.map((v) => v.key));
+    drawRate(
+      rateChart.slot,
+      days?.length ? days : current,
+      results.variants.map((v) => v.key),
+    );
     rateChart.note.hidden = Boolean(days?.length);
     rateChart.note.textContent =
       days === null
-        ? "This proxy does not serve the daily series yet: each variant's current rate is shown as one point."
+        ? "This proxy does not serve the daily series yet: " +
+          "each variant's current rate is shown as one point."
         : "No day with events yet: each variant's current rate is shown as one point.";
   }
 
@@ -214,7 +235,11 @@ function goalForm(goal, flagId, experimentId) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const next = input.value.trim();
-    location.hash = href("experiment", { flagId, experimentId }, { goal: next === "conversion" ? "" : next });
+    location.hash = href(
+      "experiment",
+      { flagId, experimentId },
+      { goal: next === "conversion" ? "" : next },
+    );
   });
   return form;
 }
@@ -225,7 +250,14 @@ function factList(e, flagKey) {
   return h(
     "dl",
     { class: "facts" },
-    item("Flag", h("a", { href: href("flag", { flagId: e.flag_id }, { env: e.environment }) }, h("code", {}, flagKey || e.flag_id))),
+    item(
+      "Flag",
+      h(
+        "a",
+        { href: href("flag", { flagId: e.flag_id }, { env: e.environment }) },
+        h("code", {}, flagKey || e.flag_id),
+      ),
+    ),
     item("Environment", e.environment),
     item("Variants", e.variants.map((v) => `${v.key} ${v.percentage}%`).join(" · ")),
     item("Traffic", `${e.traffic_percentage}%`),
@@ -236,7 +268,10 @@ function factList(e, flagKey) {
     item("SRM p-value", f.pValue(e.results.srm?.p_value)),
     item("Alpha", a && f.isNumber(a.alpha) ? String(a.alpha) : f.DASH),
     item("Correction", a ? a.correction || "none" : f.DASH),
-    item("Sequential tuning", a && f.isNumber(a.sequential_tuning) ? f.count(a.sequential_tuning) : f.DASH),
+    item(
+      "Sequential tuning",
+      a && f.isNumber(a.sequential_tuning) ? f.count(a.sequential_tuning) : f.DASH,
+    ),
   );
 }
 
@@ -278,7 +313,8 @@ function resultTable(results) {
       {
         label: "Relative lift",
         numeric: true,
-        cell: (v) => withInterval(f.relative(v.relative_lift), f.relativeInterval(v.relative_lift_ci)),
+        cell: (v) =>
+          withInterval(f.relative(v.relative_lift), f.relativeInterval(v.relative_lift_ci)),
       },
       { label: "p-value", numeric: true, cell: (v) => f.pValue(v.p_value) },
       { label: "Adjusted p-value", numeric: true, cell: (v) => f.pValue(v.p_value_adjusted) },
@@ -296,7 +332,11 @@ function resultTable(results) {
         numeric: true,
         cell: (v) => withAdjusted(v.sequential?.p_value, v.sequential?.p_value_adjusted),
       },
-      { label: "Chance to beat control", numeric: true, cell: (v) => f.chance(v.chance_to_beat_control) },
+      {
+        label: "Chance to beat control",
+        numeric: true,
+        cell: (v) => f.chance(v.chance_to_beat_control),
+      },
     ],
     rows: results.variants,
   });
@@ -315,12 +355,20 @@ function valueTable(results) {
       {
         label: "Absolute lift",
         numeric: true,
-        cell: (v) => withInterval(f.difference(val(v).absolute_lift), f.differenceInterval(val(v).absolute_lift_ci)),
+        cell: (v) =>
+          withInterval(
+            f.difference(val(v).absolute_lift),
+            f.differenceInterval(val(v).absolute_lift_ci),
+          ),
       },
       {
         label: "Relative lift",
         numeric: true,
-        cell: (v) => withInterval(f.relative(val(v).relative_lift), f.relativeInterval(val(v).relative_lift_ci)),
+        cell: (v) =>
+          withInterval(
+            f.relative(val(v).relative_lift),
+            f.relativeInterval(val(v).relative_lift_ci),
+          ),
       },
       { label: "p-value", numeric: true, cell: (v) => f.pValue(val(v).p_value) },
       { label: "Adjusted p-value", numeric: true, cell: (v) => f.pValue(val(v).p_value_adjusted) },

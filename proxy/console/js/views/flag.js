@@ -18,6 +18,7 @@ export async function render(root, route, ctx) {
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   fill(root, heading, body);
 
+  let loaded = false;
   async function load() {
     const signal = ctx.signal;
     try {
@@ -59,8 +60,9 @@ export async function render(root, route, ctx) {
             : h("p", { class: "muted" }, "No experiments on this flag yet."),
         ),
       );
+      loaded = true;
     } catch (error) {
-      if (!ctx.signal.aborted) fill(body);
+      if (!loaded && !signal.aborted) fill(body); // a failed refresh keeps what was there
       ctx.fail(error);
     }
   }
@@ -105,12 +107,21 @@ function ruleList(rules, segments) {
         { class: rule.enabled === false ? "rule rule-off" : "rule" },
         h("span", { class: "rule-when" }, "If ", ...when),
         rule.segment_id
-          ? h("span", { class: "chip" }, `in segment ${segments[rule.segment_id] ?? rule.segment_id}`)
+          ? h(
+              "span",
+              { class: "chip" },
+              `in segment ${segments[rule.segment_id] ?? rule.segment_id}`,
+            )
           : null,
         rule.percentage !== null && rule.percentage !== undefined
           ? h("span", { class: "chip" }, `${rule.percentage}% of them`)
           : null,
-        h("span", { class: "rule-serve" }, "serve ", h("code", { class: "value" }, value(rule.value))),
+        h(
+          "span",
+          { class: "rule-serve" },
+          "serve ",
+          h("code", { class: "value" }, value(rule.value)),
+        ),
         rule.enabled === false ? h("span", { class: "chip chip-off" }, "disabled") : null,
       );
     }),

@@ -21,6 +21,7 @@ export async function render(root, route, ctx) {
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   fill(root, heading, body);
 
+  let loaded = false;
   async function load() {
     const signal = ctx.signal;
     let project;
@@ -31,8 +32,10 @@ export async function render(root, route, ctx) {
         ctx.api.get(`flags${query({ project_id: projectId })}`, { signal }),
       ]);
     } catch (error) {
-      ctx.setCrumbs([{ label: "Projects", href: "#/projects" }, { label: "Project" }]);
-      fill(body);
+      if (!loaded) {
+        ctx.setCrumbs([{ label: "Projects", href: "#/projects" }, { label: "Project" }]);
+        fill(body); // a failed refresh keeps what was there
+      }
       ctx.fail(error);
       return;
     }
@@ -74,6 +77,7 @@ export async function render(root, route, ctx) {
           : h("p", { class: "muted" }, "No flags in this project yet."),
       ),
     );
+    loaded = true;
   }
 
   await load();
@@ -99,8 +103,15 @@ function flagTable(rows, env, ctx) {
       },
       { label: "Name", cell: ({ flag }) => flag.name },
       { label: "Type", cell: ({ flag }) => flag.flag_type },
-      { label: "Default", cell: ({ flag }) => h("code", { class: "value" }, value(flag.default_value)) },
-      { label: "Rules", numeric: true, cell: ({ rules }) => (rules === null ? "—" : String(rules)) },
+      {
+        label: "Default",
+        cell: ({ flag }) => h("code", { class: "value" }, value(flag.default_value)),
+      },
+      {
+        label: "Rules",
+        numeric: true,
+        cell: ({ rules }) => (rules === null ? "—" : String(rules)),
+      },
       {
         label: "Running experiment",
         cell: ({ flag, running }) =>

@@ -10,13 +10,15 @@ export async function render(root, _route, ctx) {
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   fill(root, heading, body);
 
+  let loaded = false;
   async function load() {
     try {
       const { data } = await ctx.api.get("flags/projects", { signal: ctx.signal });
       ctx.showError(null);
       fill(body, data.length ? list(data) : h("p", { class: "muted" }, "No projects yet."));
+      loaded = true;
     } catch (error) {
-      fill(body);
+      if (!loaded) fill(body); // a failed refresh keeps what was there
       ctx.fail(error);
     }
   }
