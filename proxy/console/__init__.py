@@ -73,6 +73,8 @@ class Console:
 
     def __init__(self, directory: Path = HERE) -> None:
         sources = read_sources(directory)
+        if "index.html" not in sources:  # an install without the package data
+            raise RuntimeError(f"the console's files are missing from {directory}")
         page = sources.pop("index.html")
         digest = hashlib.sha256()
         for name, body in sorted(sources.items()):

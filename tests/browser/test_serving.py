@@ -4,7 +4,7 @@ at all with EDGE_CONSOLE=0. Also what the files may not contain, which the CSP w
 
 from __future__ import annotations
 
-import fnmatch
+import glob
 import re
 import tomllib
 from collections.abc import Callable
@@ -163,12 +163,19 @@ def console_files() -> list[Path]:
 
 
 def test_every_console_file_ships_in_the_package_and_is_served() -> None:
+    """package-data's patterns, expanded as setuptools does (glob, `**` recursive), take in every
+    file of the console; and the server has a content type for each."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["proxy.console"]
+    shipped = {
+        Path(name).as_posix()
+        for pattern in patterns
+        for name in glob.glob(pattern, root_dir=CONSOLE_DIR, recursive=True)
+    }
     served = console.read_sources()
     for path in console_files():
         name = path.relative_to(CONSOLE_DIR).as_posix()
-        assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{name} not in package-data"
+        assert name in shipped, f"{name} not in package-data"
         assert name in served, f"{name} has no content type: it would never be served"
 
 
@@ -209,3 +216,8 @@ def test_the_sidecar_manifest_turns_the_console_off() -> None:
     env = {e["name"]: e.get("value") for e in proxy["env"]}
     assert env["EDGE_CONSOLE"] == "0"
     assert Settings.from_env({"EDGE_CONSOLE": env["EDGE_CONSOLE"]}).console is False
+
+
+def test_an_install_without_the_console_files_says_so_at_start(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="console's files are missing"):
+        console.Console(tmp_path)
