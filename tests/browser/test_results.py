@@ -26,6 +26,11 @@ from tests.browser.seed import (
 from tests.support import Client
 
 REFRESH_MS = 10_000  # js/views/experiment.js
+# What a browser tells a page when its tab goes to the background or comes back.
+VISIBLE = """() => {
+  Object.defineProperty(document, "visibilityState", {value: "STATE", configurable: true});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
 
 
 def results_route(experiment: dict[str, Any]) -> str:
@@ -326,3 +331,21 @@ def test_results_refresh_quietly_and_keep_the_focus(
     page.get_by_role("button", name="Refresh", exact=True).click()
     expect(page.get_by_role("status")).to_have_text(re.compile(r"^Results updated at "))
     expect_table(page, read_experiment(api, experiment)["results"])
+
+
+def test_a_hidden_tab_does_not_refresh_until_it_is_seen_again(console: Console, shop: Shop) -> None:
+    page = console.page
+    page.clock.install()
+    console.sign_in(route=results_route(shop.experiment))
+    expect(page.locator("svg.rate-chart circle.mark").first).to_be_visible()
+    asked: list[str] = []
+    path = experiment_path(shop.experiment)
+    page.on("request", lambda r: asked.append(r.url) if path in r.url else None)
+
+    page.evaluate(VISIBLE.replace("STATE", "hidden"))
+    page.clock.run_for(3 * REFRESH_MS)
+    assert asked == []
+
+    # Seen again after more than the refresh interval: it refreshes at once.
+    with page.expect_request(lambda r: path in r.url):
+        page.evaluate(VISIBLE.replace("STATE", "visible"))
