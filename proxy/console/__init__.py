@@ -14,9 +14,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
+
+from proxy.errors import ApiError, not_found
 
 HERE = Path(__file__).resolve().parent
 CONTENT_TYPES = {
@@ -92,7 +93,8 @@ class Console:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):
-            await self._error(scope, send, 405, "Method not allowed", [(b"allow", b"GET, HEAD")])
+            error = ApiError(405, "Method not allowed", [(b"allow", b"GET, HEAD")])
+            await self._error(scope, send, error)
             return
         if "path" not in scope["path_params"]:
             # `/ui`: relative, so it is never built from the Host header and survives a prefix.
@@ -101,23 +103,17 @@ class Console:
         name: str = scope["path_params"]["path"]
         file = self.page if name == "" else self.files.get(name)
         if file is None:
-            await self._error(scope, send, 404, "Not found")
+            await self._error(scope, send, not_found())
             return
         if _header(scope, b"if-none-match") == file.etag:
             await self._send(scope, send, 304, b"", file.headers)
             return
         await self._send(scope, send, 200, file.body, file.headers)
 
-    async def _error(
-        self,
-        scope: Scope,
-        send: Send,
-        status: int,
-        message: str,
-        extra: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        headers = [(b"content-type", b"application/json"), *SECURITY_HEADERS, *(extra or [])]
-        await self._send(scope, send, status, orjson.dumps({"error": message}), headers)
+    async def _error(self, scope: Scope, send: Send, error: ApiError) -> None:
+        """The API's one error shape, under the console's headers."""
+        headers = [(b"content-type", b"application/json"), *SECURITY_HEADERS, *error.headers]
+        await self._send(scope, send, error.status, error.body(), headers)
 
     async def _send(
         self, scope: Scope, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
