@@ -230,13 +230,13 @@ def create_app(settings: Settings | None = None) -> EdgeApp:
     routes = [
         *ops.routes,
         *openapi.routes,
-        *console.routes(settings.console),
         *keys.routes,
         *projects.routes,
         *segments.routes,
         *flags.routes,
         *rules.routes,
         *experiments.routes,
+        *console.routes(settings.console),  # last: no API request ever tries its patterns
     ]
     app = Starlette(
         routes=routes,
