@@ -349,3 +349,30 @@ def test_a_hidden_tab_does_not_refresh_until_it_is_seen_again(console: Console, 
     # Seen again after more than the refresh interval: it refreshes at once.
     with page.expect_request(lambda r: path in r.url):
         page.evaluate(VISIBLE.replace("STATE", "visible"))
+
+
+def test_another_goal_is_read_and_a_bad_one_gets_the_apis_details(
+    console: Console, shop: Shop, api: Client
+) -> None:
+    page = console.sign_in(route=results_route(shop.experiment))
+    goal = page.get_by_label("Goal")
+    goal.fill("signup")  # a goal nobody tracked: zero conversions, every figure as the API says
+    goal.press("Enter")
+    expect(page).to_have_url(re.compile(r"\?goal=signup$"))
+    r = api.get(experiment_path(shop.experiment) + "?goal=signup")
+    expect(page.locator("table.results caption")).to_have_text("Results for goal “signup”")
+    expect_table(page, r.json["data"]["results"])
+
+    console.watch.allow(422, experiment_path(shop.experiment))
+    goal = page.get_by_label("Goal")
+    goal.fill("no spaces")
+    goal.press("Enter")
+    refused = api.get(experiment_path(shop.experiment) + "?goal=no%20spaces")
+    assert refused.status == 422
+    alert = page.get_by_role("alert")
+    expect(alert.locator(".alert-message")).to_have_text(refused.json["error"])
+    expect(alert.locator(".alert-details")).to_have_text(f"goal: {refused.json['details']['goal']}")
+    # The field stays, so the goal can be put right.
+    page.get_by_label("Goal").fill("conversion")
+    page.get_by_label("Goal").press("Enter")
+    expect(page.locator("table.results caption")).to_have_text("Results for goal “conversion”")

@@ -31,7 +31,6 @@ export async function render(root, route, ctx) {
   const page = h(
     "div",
     { class: "experiment", hidden: true },
-    h("div", { class: "toolbar" }, goalForm(goal, flagId, experimentId), actions),
     facts,
     banner,
     h("h2", {}, "Results"),
@@ -42,7 +41,9 @@ export async function render(root, route, ctx) {
     updated,
   );
   const loading = h("p", { class: "muted" }, "Loading…");
-  fill(root, heading, loading, page);
+  // The goal field is there even when the first read fails (a goal the API refuses).
+  const toolbar = h("div", { class: "toolbar" }, goalForm(goal, flagId, experimentId), actions);
+  fill(root, heading, toolbar, loading, page);
 
   let shown = null; // {experiment, days, text}: what is on screen
   let flagKey = null;
@@ -72,7 +73,7 @@ export async function render(root, route, ctx) {
       const text = JSON.stringify([experiment, days]);
       if (!shown || shown.text !== text) {
         shown = { experiment, days, text };
-        keepFocus(page, () => draw(experiment, days));
+        keepFocus(root, () => draw(experiment, days));
       }
       updatedAt = Date.now();
       updated.textContent =
