@@ -112,7 +112,9 @@ def key_with(console_server: ServerProcess) -> Any:
 # --- the browser --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API runs an event loop in this thread while it is
+# open, and the rest of the suite (asyncio.run in tests/integration) needs it gone.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if CHROMIUM is None:
         if os.environ.get("CI"):
@@ -125,7 +127,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
     yield browser
