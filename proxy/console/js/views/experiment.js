@@ -79,8 +79,10 @@ export async function render(root, route, ctx) {
       updated.textContent =
         `Updated at ${f.clock()}. ` +
         `Refreshes every ${REFRESH_MS / 1000} s while this tab is visible.`;
-      if (!quiet) ctx.showError(null);
-      if (!quiet && shown) ctx.showStatus(`Results updated at ${f.clock()}.`);
+      if (!quiet) {
+        ctx.showError(null);
+        ctx.showStatus(`Results updated at ${f.clock()}.`);
+      }
     } catch (error) {
       // Quiet only once there is a page: a first load that fails says so in the alert.
       if (!shown) loading.remove();
