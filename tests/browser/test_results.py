@@ -376,3 +376,20 @@ def test_another_goal_is_read_and_a_bad_one_gets_the_apis_details(
     page.get_by_label("Goal").fill("conversion")
     page.get_by_label("Goal").press("Enter")
     expect(page.locator("table.results caption")).to_have_text("Results for goal “conversion”")
+
+
+def test_focus_moved_into_the_page_while_it_loads_stays_there(console: Console, shop: Shop) -> None:
+    """The heading takes the focus after a move, unless the user already went on: here the
+    results are held back until the goal field has the focus."""
+    held: list[Route] = []
+    pattern = re.compile(rf".*/experiments/{shop.experiment['id']}(\?.*)?$")
+    console.page.route(pattern, lambda route: held.append(route))
+    page = console.sign_in(route=results_route(shop.experiment))
+    goal = page.get_by_label("Goal")
+    goal.focus()
+    while not held:
+        page.wait_for_timeout(20)
+    held[0].continue_()
+    page.unroute(pattern)
+    expect(page.locator("table.results")).to_be_visible()
+    expect(goal).to_be_focused()

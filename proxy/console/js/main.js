@@ -87,7 +87,10 @@ async function show({ focus = false } = {}) {
   } catch (error) {
     ctx.fail(error);
   }
-  if (focus && current?.controller === controller) {
+  // Where a screen reader lands after a move: the new page's heading; unless the user already
+  // went on (typing into the page while it loaded), whose focus is theirs to keep.
+  const theirs = root.contains(document.activeElement);
+  if (focus && !theirs && current?.controller === controller) {
     root.querySelector("h1")?.focus({ preventScroll: false });
   }
 }
