@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from proxy import http, metrics, ofrep, openapi, ops
+from proxy import console, http, metrics, ofrep, openapi, ops
 from proxy.control import experiments, flags, keys, projects, rules, segments
 from proxy.domain.model import DomainError
 from proxy.edge.evaluate import Evaluate
@@ -230,6 +230,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         *flags.routes,
         *rules.routes,
         *experiments.routes,
+        *console.routes(settings.console),  # last: no API request ever tries its patterns
     ]
     app = Starlette(
         routes=routes,

@@ -114,6 +114,7 @@ class Settings:
     header_timeout: float = setting("EDGE_HEADER_TIMEOUT", number, 10.0)
     body_timeout: float = setting("EDGE_BODY_TIMEOUT", number, 10.0)
     keepalive_timeout: float = setting("EDGE_KEEPALIVE_TIMEOUT", number, 5.0)
+    console: bool = setting("EDGE_CONSOLE", flag, True)  # the web console under /ui/
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
