@@ -18,6 +18,7 @@ import orjson
 from proxy import http
 from proxy.domain import model
 from proxy.domain.access import ApiKey
+from proxy.edge import render
 from proxy.edge.auth import Auth
 from proxy.edge.snapshot import CompiledFlag, Plan
 from proxy.errors import ApiError, forbidden
@@ -103,9 +104,12 @@ class Ofrep:
         return orjson.dumps(_result(flag, env, _with_user(context, user_id), user_id))
 
     def bulk(self, plan: Plan, env: str, context: dict[str, Any]) -> bytes:
+        """Every flag, by the plan's generated OFREP render (made on the plan's first bulk)."""
         user_id = _targeting_key(context)
-        ctx = _with_user(context, user_id)
-        return orjson.dumps({"flags": [_result(f, env, ctx, user_id) for f in plan.flags.values()]})
+        if plan.ofrep_render is None:
+            irs = [f.ir for f in plan.flags.values()]
+            plan.ofrep_render = render.ofrep_render(irs, plan.sink, env)
+        return plan.ofrep_render(_with_user(context, user_id), user_id)
 
 
 def _targeting_key(context: dict[str, Any]) -> str | None:

@@ -46,7 +46,7 @@ class Runtime:
         self.sync = Sync(
             self.store,
             connect_pubsub(settings, url),
-            self.exposures.record,
+            self.exposures,
             poll_interval=settings.poll_interval,
             lkg_path=settings.data_dir / "snapshot.json",
         )

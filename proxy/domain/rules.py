@@ -302,17 +302,21 @@ def check_condition(attribute: object, operator: object, value: object) -> None:
 
 
 # --- Compilation ---------------------------------------------------------------------------
-# Each builder precomputes what it can and returns a closure doing the least per call.
-# Closures read the attribute as `object` so that mypy makes every use prove its type.
+# Each builder precomputes what it can and returns a test of the attribute's value doing the
+# least per call; a condition's predicate is that test of `ctx.get(attribute)`. The tests read
+# the value as `object` so that mypy makes every use prove its type. The same tests serve the
+# generated render functions (proxy/edge/render.py), which inline the common cases of the
+# common operators (`inline_source`) and call the test for the rest: one semantics, one place.
+
+Test = Callable[[object], bool]
 
 
-def _equals(attr: str, value: Any) -> Predicate:
+def _equals(value: Any) -> Test:
     target = _spelling(value)
     as_bool = _BOOL_SPELLED.get(target) if target is not None else None
     as_int = _int_spelled(target) if target is not None else None
 
-    def equals(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def equals(v: object) -> bool:
         if type(v) is str:
             return v == target
         if type(v) is bool:
@@ -326,13 +330,12 @@ def _equals(attr: str, value: Any) -> Predicate:
     return equals
 
 
-def _not_equals(attr: str, value: Any) -> Predicate:
+def _not_equals(value: Any) -> Test:
     target = _spelling(value)
     as_bool = _BOOL_SPELLED.get(target) if target is not None else None
     as_int = _int_spelled(target) if target is not None else None
 
-    def not_equals(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def not_equals(v: object) -> bool:
         if type(v) is str:
             return v != target
         if type(v) is bool:
@@ -350,20 +353,14 @@ def _spellings_of(values: Sequence[object]) -> frozenset[str]:
     return frozenset(s for s in map(_spelling, values) if s is not None)
 
 
-def _in(attr: str, value: Any) -> Predicate:
+def _in(value: Any) -> Test:
+    return _spelling_matcher(_spellings_of(value))
+
+
+def _not_in(value: Any) -> Test:
     matches = _spelling_matcher(_spellings_of(value))
 
-    def in_(ctx: Mapping[str, Any]) -> bool:
-        return matches(ctx.get(attr))
-
-    return in_
-
-
-def _not_in(attr: str, value: Any) -> Predicate:
-    matches = _spelling_matcher(_spellings_of(value))
-
-    def not_in(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def not_in(v: object) -> bool:
         # Only a value with a JSON spelling can be "not in" the list.
         return type(v) in _SPELLED_TYPES and not matches(v)
 
@@ -373,12 +370,11 @@ def _not_in(attr: str, value: Any) -> Predicate:
 _SPELLED_TYPES = frozenset({str, bool, int, float})
 
 
-def _contains(attr: str, value: Any) -> Predicate:
+def _contains(value: Any) -> Test:
     target = _spelling(value) or ""
     element_matches = _spelling_matcher(frozenset({target}))
 
-    def contains(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def contains(v: object) -> bool:
         if type(v) is str:
             return target in v
         if type(v) is list:
@@ -388,12 +384,11 @@ def _contains(attr: str, value: Any) -> Predicate:
     return contains
 
 
-def _not_contains(attr: str, value: Any) -> Predicate:
+def _not_contains(value: Any) -> Test:
     target = _spelling(value) or ""
     element_matches = _spelling_matcher(frozenset({target}))
 
-    def not_contains(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def not_contains(v: object) -> bool:
         if type(v) is str:
             return target not in v
         if type(v) is list:
@@ -403,31 +398,28 @@ def _not_contains(attr: str, value: Any) -> Predicate:
     return not_contains
 
 
-def _starts_with(attr: str, value: Any) -> Predicate:
+def _starts_with(value: Any) -> Test:
     target = _spelling(value) or ""
 
-    def starts_with(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def starts_with(v: object) -> bool:
         return type(v) is str and v.startswith(target)
 
     return starts_with
 
 
-def _ends_with(attr: str, value: Any) -> Predicate:
+def _ends_with(value: Any) -> Test:
     target = _spelling(value) or ""
 
-    def ends_with(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def ends_with(v: object) -> bool:
         return type(v) is str and v.endswith(target)
 
     return ends_with
 
 
-def _regex(attr: str, value: Any) -> Predicate:
+def _regex(value: Any) -> Test:
     search = _regex_searcher(value)
 
-    def regex(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def regex(v: object) -> bool:
         if type(v) is not str:
             return False
         try:
@@ -438,41 +430,37 @@ def _regex(attr: str, value: Any) -> Predicate:
     return regex
 
 
-def _gt(attr: str, value: Any) -> Predicate:
+def _gt(value: Any) -> Test:
     threshold: float = value
 
-    def gt(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def gt(v: object) -> bool:
         return (type(v) is int or type(v) is float) and v > threshold
 
     return gt
 
 
-def _gte(attr: str, value: Any) -> Predicate:
+def _gte(value: Any) -> Test:
     threshold: float = value
 
-    def gte(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def gte(v: object) -> bool:
         return (type(v) is int or type(v) is float) and v >= threshold
 
     return gte
 
 
-def _lt(attr: str, value: Any) -> Predicate:
+def _lt(value: Any) -> Test:
     threshold: float = value
 
-    def lt(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def lt(v: object) -> bool:
         return (type(v) is int or type(v) is float) and v < threshold
 
     return lt
 
 
-def _lte(attr: str, value: Any) -> Predicate:
+def _lte(value: Any) -> Test:
     threshold: float = value
 
-    def lte(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
+    def lte(v: object) -> bool:
         return (type(v) is int or type(v) is float) and v <= threshold
 
     return lte
@@ -484,12 +472,18 @@ _parse_version_cached = functools.lru_cache(maxsize=1024)(semver.parse)
 _CACHED_VERSION_LENGTH = 64
 
 
-def _version_of(v: object) -> semver.Version | None:
+def version_of(v: object) -> semver.Version | None:
+    """The SemVer version a value spells, or None."""
     if type(v) is not str:
         return None
     if len(v) <= _CACHED_VERSION_LENGTH:
         return _parse_version_cached(v)
     return semver.parse(v)
+
+
+def instant_of(v: object) -> Instant | None:
+    """The instant an RFC 3339 value spells, or None."""
+    return parse_rfc3339(v) if type(v) is str else None
 
 
 def _semver_target(value: Any) -> semver.Version:
@@ -499,30 +493,30 @@ def _semver_target(value: Any) -> semver.Version:
     return version
 
 
-def _semver_eq(attr: str, value: Any) -> Predicate:
+def _semver_eq(value: Any) -> Test:
     target = _semver_target(value)
 
-    def semver_eq(ctx: Mapping[str, Any]) -> bool:
-        return _version_of(ctx.get(attr)) == target
+    def semver_eq(v: object) -> bool:
+        return version_of(v) == target
 
     return semver_eq
 
 
-def _semver_gt(attr: str, value: Any) -> Predicate:
+def _semver_gt(value: Any) -> Test:
     target = _semver_target(value)
 
-    def semver_gt(ctx: Mapping[str, Any]) -> bool:
-        version = _version_of(ctx.get(attr))
+    def semver_gt(v: object) -> bool:
+        version = version_of(v)
         return version is not None and version > target
 
     return semver_gt
 
 
-def _semver_lt(attr: str, value: Any) -> Predicate:
+def _semver_lt(value: Any) -> Test:
     target = _semver_target(value)
 
-    def semver_lt(ctx: Mapping[str, Any]) -> bool:
-        version = _version_of(ctx.get(attr))
+    def semver_lt(v: object) -> bool:
+        version = version_of(v)
         return version is not None and version < target
 
     return semver_lt
@@ -535,47 +529,41 @@ def _instant_target(value: Any) -> Instant:
     return instant
 
 
-def _before(attr: str, value: Any) -> Predicate:
+def _before(value: Any) -> Test:
     target = _instant_target(value)
 
-    def before(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
-        if type(v) is not str:
-            return False
-        instant = parse_rfc3339(v)
+    def before(v: object) -> bool:
+        instant = instant_of(v)
         return instant is not None and instant < target
 
     return before
 
 
-def _after(attr: str, value: Any) -> Predicate:
+def _after(value: Any) -> Test:
     target = _instant_target(value)
 
-    def after(ctx: Mapping[str, Any]) -> bool:
-        v: object = ctx.get(attr)
-        if type(v) is not str:
-            return False
-        instant = parse_rfc3339(v)
+    def after(v: object) -> bool:
+        instant = instant_of(v)
         return instant is not None and instant > target
 
     return after
 
 
-def _is_set(attr: str, value: Any) -> Predicate:
-    def is_set(ctx: Mapping[str, Any]) -> bool:
-        return ctx.get(attr) is not None
+def _is_set(value: Any) -> Test:
+    def is_set(v: object) -> bool:
+        return v is not None
 
     return is_set
 
 
-def _is_not_set(attr: str, value: Any) -> Predicate:
-    def is_not_set(ctx: Mapping[str, Any]) -> bool:
-        return ctx.get(attr) is None
+def _is_not_set(value: Any) -> Test:
+    def is_not_set(v: object) -> bool:
+        return v is None
 
     return is_not_set
 
 
-_BUILDERS: dict[str, Callable[[str, Any], Predicate]] = {
+_BUILDERS: dict[str, Callable[[Any], Test]] = {
     "equals": _equals,
     "not_equals": _not_equals,
     "in": _in,
@@ -608,12 +596,86 @@ _COST = {
 }
 
 
-def compile_condition(attribute: str, operator: str, value: Any) -> Predicate:
-    """The predicate of one condition that passed check_condition."""
+def compile_test(operator: str, value: Any) -> Test:
+    """The test of an attribute's value for one condition that passed check_condition."""
     builder = _BUILDERS.get(operator)
     if builder is None:
         raise ConditionError(f"unknown operator {_show(operator)}")
-    return builder(attribute, value)
+    return builder(value)
+
+
+def compile_condition(attribute: str, operator: str, value: Any) -> Predicate:
+    """The predicate of one condition that passed check_condition."""
+    test = compile_test(operator, value)
+
+    def condition(ctx: Mapping[str, Any]) -> bool:
+        return test(ctx.get(attribute))
+
+    return condition
+
+
+def cheapest_first(conditions: Sequence[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+    """The order conditions are tried in: as predicates are pure and never raise, only the
+    speed of the answer depends on it."""
+    return sorted(conditions, key=lambda c: _COST.get(c[1], 0))
+
+
+# What a generated render needs of a value beyond the value itself, computed once per request
+# per attribute (SemVer and RFC 3339 parses are the costly part of their operators).
+DERIVED: dict[str, Callable[[object], Any]] = {"semver": version_of, "instant": instant_of}
+_DERIVED_OF = {
+    **dict.fromkeys(("semver_eq", "semver_gt", "semver_lt"), "semver"),
+    **dict.fromkeys(("before", "after"), "instant"),
+}
+
+
+def derived_of(operator: str) -> str | None:
+    """Which derived form of the attribute's value `inline_source` needs for `operator`."""
+    return _DERIVED_OF.get(operator)
+
+
+def inline_source(operator: str, value: Any, v: str, d: str | None, const: Callable[[Any], str],
+                  test: str) -> str:  # fmt: skip
+    """A Python expression for one condition, for a generated render function: `v` names the
+    attribute's value, `d` its derived form (see derived_of), `const(x)` names a constant
+    holding x, and `test` names the condition's compiled test, called for whatever the inline
+    form does not decide itself. The expression is exactly the test: the common case of the
+    common operators inline (a string attribute, a number), everything else through `test`."""
+    if operator in ("equals", "not_equals", "contains", "not_contains"):
+        spelled = _spelling(value)
+        # As the tests: contains looks for "" when the value has no spelling; equals for None.
+        target = const((spelled or "") if operator.endswith("contains") else spelled)
+        form = {
+            "equals": f"{v} == {target}",
+            "not_equals": f"{v} != {target}",
+            "contains": f"{target} in {v}",
+            "not_contains": f"{target} not in {v}",
+        }[operator]
+        return f"({form} if type({v}) is str else {test}({v}))"
+    if operator in ("in", "not_in"):
+        spellings = const(_spellings_of(value))
+        form = f"{v} in {spellings}" if operator == "in" else f"{v} not in {spellings}"
+        return f"({form} if type({v}) is str else {test}({v}))"
+    if operator in ("starts_with", "ends_with"):
+        method = "startswith" if operator == "starts_with" else "endswith"
+        return f"(type({v}) is str and {v}.{method}({const(_spelling(value) or '')}))"
+    if operator in _NUMBER_OPERATORS:
+        symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[operator]
+        return f"((type({v}) is int or type({v}) is float) and {v} {symbol} {const(value)})"
+    if operator == "is_set":
+        return f"({v} is not None)"
+    if operator == "is_not_set":
+        return f"({v} is None)"
+    if operator in _SEMVER_OPERATORS and d is not None:
+        target = const(_semver_target(value))
+        if operator == "semver_eq":
+            return f"({d} == {target})"
+        symbol = ">" if operator == "semver_gt" else "<"
+        return f"({d} is not None and {d} {symbol} {target})"
+    if operator in _TIME_OPERATORS and d is not None:
+        symbol = "<" if operator == "before" else ">"
+        return f"({d} is not None and {d} {symbol} {const(_instant_target(value))})"
+    return f"{test}({v})"
 
 
 def _always_true(ctx: Mapping[str, Any]) -> bool:
@@ -631,8 +693,7 @@ def compile_match(conditions: Sequence[tuple[str, str, Any]], match_any: bool = 
     Conditions are evaluated cheapest first, not in the order given; as predicates are pure
     and never raise, only the speed of the answer depends on the order.
     """
-    ordered = sorted(conditions, key=lambda c: _COST.get(c[1], 0))
-    predicates = tuple(compile_condition(a, op, v) for a, op, v in ordered)
+    predicates = tuple(compile_condition(a, op, v) for a, op, v in cheapest_first(conditions))
     if not predicates:
         return _always_false if match_any else _always_true
     if len(predicates) == 1:

@@ -27,7 +27,11 @@ class GroupingSink(Protocol):
 
     def __call__(self, experiment_id: str, variant: int, user_id: str) -> None: ...
 
-    def group(self, experiment_ids: tuple[str, ...], epoch: str) -> Expose: ...
+    def group(self, experiments: tuple[tuple[str, int], ...], epoch: str) -> Expose:
+        """The one call per request for a plan whose running experiments are `experiments`
+        ((id, variant count) each); `epoch` names that set of experiments and their traffic
+        shares, so the sink may remember a user once per plan."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,5 +108,3 @@ class FlagIR:
     def needs_user(self) -> bool:
         """A running experiment or a percentage rollout decides it."""
         return self.split is not None or any(r.rollout is not None for r in self.rules)
-
-

@@ -79,10 +79,15 @@ def epoch(flags: Sequence[FlagIR]) -> str:
 
 def expose_of(sink: ExposureSink | GroupingSink, flags: Sequence[FlagIR]) -> Expose:
     """The plan's one call per request: the sink's own grouping, or a call per exposure."""
-    experiment_ids = tuple(ir.split.experiment.id for ir in flags if ir.split is not None)
+    experiments = tuple(
+        (ir.split.experiment.id, ir.split.experiment.variant_count)
+        for ir in flags
+        if ir.split is not None
+    )
+    experiment_ids = tuple(e for e, _ in experiments)
     group = getattr(sink, "group", None)
     if group is not None:
-        expose: Expose = group(experiment_ids, epoch(flags))
+        expose: Expose = group(experiments, epoch(flags))
         return expose
 
     def each(user_id: str, variants: tuple[int | None, ...]) -> None:
@@ -172,7 +177,7 @@ def generate(
         "EXPOSE": expose_of(sink, flags),
         "__builtins__": {"type": type, "str": str, "int": int, "float": float},
     }
-    exec(compile("\n".join(w.lines), "<generated render>", "exec"), namespace)  # noqa: S102
+    exec(compile("\n".join(w.lines), "<generated render>", "exec"), namespace)
     render: Render = namespace["render"]
     return render
 
@@ -195,7 +200,7 @@ class _Attributes:
         for ir in flags:
             for rule in ir.rules:
                 for attribute, operator, _ in _conditions(rule):
-                    value = self.values.setdefault(attribute, f"v{len(self.values)}")
+                    self.values.setdefault(attribute, f"v{len(self.values)}")
                     kind = rules.derived_of(operator)
                     if kind is not None:
                         self.derived.setdefault((attribute, kind), f"d{len(self.derived)}")

@@ -1,14 +1,16 @@
 """Compile stored configuration into immutable evaluation plans, once per version.
 
-A plan per (project, environment) holds the answer of every flag that is the same for all
-users already rendered to bytes, and one small closure per flag that depends on the user
-(a running experiment, targeting rules). Every possible answer of a flag is an Outcome built
-here, so evaluate and OFREP only pick one; nothing is rendered per request but the join.
+A plan per (project, environment) is first described by a small typed IR: per flag, in
+creation order, its default answer, its targeting rules (conditions, segment, rollout) and its
+running experiment. Every possible answer of a flag is an Outcome built here, its bytes ready
+to join. From the IR come, at compile time, the reference closures (one per flag: OFREP single
+calls and `flags`-filtered evaluates use them, and tests use them as the oracle) and the plan's
+generated render function (proxy/edge/render.py), which answers a whole evaluate in one call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,74 +19,58 @@ import orjson
 from proxy.domain import bucketing, model, rules
 from proxy.domain.access import ApiKey, compile_keys
 from proxy.domain.model import Experiment, Flag, Project, Rule, Segment
+from proxy.edge import render
+from proxy.edge.plan import (
+    Condition,
+    Context,
+    ExperimentPlan,
+    ExposureSink,
+    FlagFn,
+    FlagIR,
+    GroupingSink,
+    Outcome,
+    RuleIR,
+    SegmentIR,
+    SplitIR,
+)
 
 Records = Mapping[str, Mapping[str, Any]]  # kind -> id -> record, as stored
-Context = Mapping[str, Any]
-ExposureSink = Callable[[str, int, str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One possible answer of one flag."""
-
-    fragment: bytes  # `"key":{"value":...,"rule_id":...}`, ready to join into the response
-    value: Any
-    variant: str  # variant key, rule id, or "default"
-    reason: str  # OFREP reason: SPLIT, TARGETING_MATCH, DISABLED, DEFAULT
-    rule_id: str | None = None
-
-
-FlagFn = Callable[[Context, str | None], Outcome]
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledFlag:
     key: str
     static: Outcome | None  # the answer for everyone, or None when it depends on the user
-    evaluate: FlagFn
-    needs_user: bool  # a running experiment or a percentage rollout decides it
+    evaluate: FlagFn  # the reference closure
+    needs_user: bool
+    ir: FlagIR
 
 
-@dataclass(frozen=True, slots=True)
+Render = Callable[[Context, str | None], bytes]
+
+
+@dataclass(slots=True)
 class Plan:
-    prefix: bytes
-    dynamic: tuple[FlagFn, ...]
-    flags: Mapping[str, CompiledFlag]
+    environment: str
+    flags: Mapping[str, CompiledFlag]  # creation order
+    render: Render  # generated: the whole evaluate answer, exposures recorded once
+    sink: ExposureSink | GroupingSink  # where this plan's exposures go
+    ofrep_render: Render | None = None  # generated on first use (proxy.ofrep)
 
-    def render(self, context: Context, user_id: str | None) -> bytes:
-        if not self.dynamic:
-            return self.prefix + b"}}"
-        return self.prefix + b",".join([f(context, user_id).fragment for f in self.dynamic]) + b"}}"
+    def render_reference(self, context: Context, user_id: str | None) -> bytes:
+        """The answer the closures give, flag by flag: the generated render's oracle."""
+        return render_with(self.flags.values(), context, user_id)
 
     def render_only(self, context: Context, user_id: str | None, keys: Iterable[str]) -> bytes:
         """The answer for the flags named (unknown ones left out): only their experiments
         see the user, so an app that shows one flag exposes the user to that one alone."""
-        parts = []
-        for key in keys:
-            flag = self.flags.get(key)
-            if flag is not None:
-                outcome = flag.static or flag.evaluate(context, user_id)
-                parts.append(outcome.fragment)
-        return b'{"flags":{' + b",".join(parts) + b"}}"
+        named = (self.flags[k] for k in keys if k in self.flags)
+        return render_with(named, context, user_id)
 
 
-@dataclass(frozen=True, slots=True)
-class ExperimentPlan:
-    id: str
-    flag_id: str
-    project_id: str
-    status: str
-    variant_count: int
-    table: bytes
-    salt: str
-    traffic_salt: str
-    traffic_limit: int
-
-    def assign(self, user_id: str) -> int | None:
-        """The user's variant index, or None when the user is outside the traffic share."""
-        if bucketing.bucket(self.traffic_salt, user_id) >= self.traffic_limit:
-            return None
-        return self.table[bucketing.bucket(self.salt, user_id)]
+def render_with(flags: Iterable[CompiledFlag], context: Context, user_id: str | None) -> bytes:
+    parts = [(f.static or f.evaluate(context, user_id)).fragment for f in flags]
+    return b'{"flags":{' + b",".join(parts) + b"}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,25 +113,30 @@ def with_project(snap: Snapshot, project: ProjectSnapshot | None, project_id: st
     return Snapshot(snap.global_version, snap.keys, projects, experiments, snap.global_records)
 
 
+# Compiling ----------------------------------------------------------------------------------
+
+
 def compile_project(
-    project: Project, version: int, records: Records, on_exposure: ExposureSink
+    project: Project, version: int, records: Records, sink: ExposureSink | GroupingSink
 ) -> ProjectSnapshot:
     # Creation order: answers are stable, whatever order Redis returns a hash in.
     flags: list[Flag] = sorted(records["flags"].values(), key=lambda f: (f["created_at"], f["id"]))
     segment_records: Mapping[str, Segment] = records["segments"]
     segments = {
-        s["id"]: rules.compile_match(
-            [(c["key"], c["operator"], c["value"]) for c in s["rules"]],
-            match_any=s["match_type"] == "any",
+        s["id"]: SegmentIR(
+            tuple(
+                rules.cheapest_first([(c["key"], c["operator"], c["value"]) for c in s["rules"]])
+            ),
+            s["match_type"] == "any",
         )
         for s in segment_records.values()
     }
-    experiments = {e["id"]: _experiment(e) for e in records["experiments"].values()}
-    plans = {}
     experiment_records: Mapping[str, Experiment] = records["experiments"]
+    experiments = {e["id"]: _experiment(e) for e in experiment_records.values()}
+    plans = {}
     for env in project["environments"]:
         running = {
-            e["flag_id"]: experiments[e["id"]]
+            e["flag_id"]: e
             for e in experiment_records.values()
             if e["environment"] == env and e["status"] == "running"
         }
@@ -153,31 +144,27 @@ def compile_project(
             (r for r in records["rules"].values() if r["environment"] == env and r["enabled"]),
             key=model.rule_order,
         )
-        compiled = {
-            f["key"]: _flag(
+        irs = [
+            flag_ir(
                 f,
                 [r for r in env_rules if r["flag_id"] == f["id"]],
                 segments,
                 running.get(f["id"]),
-                experiment_records,
-                on_exposure,
+                experiments,
             )
             for f in flags
+        ]
+        compiled = {
+            ir.key: CompiledFlag(ir.key, ir.static, closure(ir, sink), ir.needs_user, ir)
+            for ir in irs
         }
-        plans[env] = _plan(compiled)
+        plans[env] = Plan(env, compiled, render.evaluate_render(irs, sink), sink)
     return ProjectSnapshot(project["id"], version, project, plans, experiments, records)
-
-
-def _plan(flags: dict[str, CompiledFlag]) -> Plan:
-    static = b",".join(f.static.fragment for f in flags.values() if f.static is not None)
-    dynamic = tuple(f.evaluate for f in flags.values() if f.static is None)
-    prefix = b'{"flags":{' + static + (b"," if static and dynamic else b"")
-    return Plan(prefix, dynamic, flags)
 
 
 def _outcome(key: str, value: Any, variant: str, reason: str, rule_id: str | None) -> Outcome:
     fragment = orjson.dumps(key) + b":" + orjson.dumps({"value": value, "rule_id": rule_id})
-    return Outcome(fragment, value, variant, reason, rule_id)
+    return Outcome(key, fragment, value, variant, reason, rule_id)
 
 
 def _experiment(e: Experiment) -> ExperimentPlan:
@@ -194,108 +181,82 @@ def _experiment(e: Experiment) -> ExperimentPlan:
     )
 
 
-def _flag(
+# A segment we do not hold (a hand-edited store) matches no one: fail closed.
+_NO_SEGMENT = SegmentIR((), match_any=True)
+
+
+def flag_ir(
     flag: Flag,
-    flag_rules: list[Rule],
-    segments: Mapping[str, rules.Predicate],
-    experiment: ExperimentPlan | None,
-    experiment_records: Mapping[str, Experiment],
-    on_exposure: ExposureSink,
-) -> CompiledFlag:
+    flag_rules: Sequence[Rule],
+    segments: Mapping[str, SegmentIR],
+    experiment: Experiment | None,
+    experiments: Mapping[str, ExperimentPlan],
+) -> FlagIR:
     key = flag["key"]
     reason = "DEFAULT" if flag["enabled"] else "DISABLED"
     default = _outcome(key, flag["default_value"], "default", reason, None)
-    targeting, rollout = _targeting(key, flag, flag_rules, segments, default)
-    fallback = targeting or _constant(default)
+    rule_irs: list[RuleIR] = []
+    if flag["enabled"]:  # a disabled flag's rules never apply
+        for r in flag_rules:
+            conditions = [(c["attribute"], c["operator"], c["value"]) for c in r["conditions"]]
+            segment_id = r.get("segment_id")
+            pct = r.get("percentage")
+            rule_irs.append(
+                RuleIR(
+                    r["id"],
+                    tuple(rules.cheapest_first(conditions)),
+                    segments.get(segment_id, _NO_SEGMENT) if segment_id else None,
+                    None
+                    if pct is None
+                    else (bucketing.rollout_salt(r["id"]), bucketing.limit(pct)),
+                    _outcome(key, r["value"], r["id"], "TARGETING_MATCH", r["id"]),
+                )
+            )
+    split = None
     if experiment is not None:
-        variants = experiment_records[experiment.id]["variants"]
-        return CompiledFlag(
-            key, None, _split(key, experiment, variants, fallback, on_exposure), True
+        outcomes = tuple(
+            _outcome(key, v["value"], v["key"], "SPLIT", None) for v in experiment["variants"]
         )
-    if targeting is None:
-        return CompiledFlag(key, default, fallback, False)
-    return CompiledFlag(key, None, targeting, rollout)
+        split = SplitIR(experiments[experiment["id"]], outcomes)
+    return FlagIR(key, default, tuple(rule_irs), split)
 
 
-def _constant(outcome: Outcome) -> FlagFn:
-    def constant(context: Context, user_id: str | None) -> Outcome:
-        return outcome
-
-    return constant
+# Reference closures -------------------------------------------------------------------------
 
 
-def _targeting(
-    key: str,
-    flag: Flag,
-    flag_rules: list[Rule],
-    segments: Mapping[str, rules.Predicate],
-    default: Outcome,
-) -> tuple[FlagFn | None, bool]:
-    """The rules of an enabled flag as one closure; None when no rule can ever apply."""
-    if not flag["enabled"] or not flag_rules:
-        return None, False
-    compiled: list[tuple[rules.Predicate, str | None, int, Outcome]] = []
-    for r in flag_rules:
-        conds = [(c["attribute"], c["operator"], c["value"]) for c in r["conditions"]]
-        pred = rules.compile_match(conds)
-        segment_id = r.get("segment_id")
-        if segment_id:
-            # A segment we do not hold (a hand-edited store) matches no one: fail closed.
-            pred = _both(pred, segments.get(segment_id, _nobody))
-        pct = r.get("percentage")
-        salt = None if pct is None else bucketing.rollout_salt(r["id"])
-        lim = bucketing.BUCKETS if pct is None else bucketing.limit(pct)
-        compiled.append(
-            (pred, salt, lim, _outcome(key, r["value"], r["id"], "TARGETING_MATCH", r["id"]))
-        )
-    rule_list = tuple(compiled)
+def _match(conditions: Sequence[Condition], segment: SegmentIR | None) -> rules.Predicate:
+    predicate = rules.compile_match(conditions)
+    if segment is None:
+        return predicate
+    in_segment = rules.compile_match(segment.conditions, match_any=segment.match_any)
+    return lambda context: predicate(context) and in_segment(context)
+
+
+def closure(ir: FlagIR, sink: ExposureSink | GroupingSink) -> FlagFn:
+    """The flag's answer as a closure, straight from its IR."""
+    default = ir.default
+    compiled = tuple((_match(r.conditions, r.segment), r.rollout, r.outcome) for r in ir.rules)
     bucket = bucketing.bucket
-    needs_user = any(r.get("percentage") is not None for r in flag_rules)
-    if len(rule_list) == 1 and not needs_user:  # the common case, without the loop
-        only, hit = rule_list[0][0], rule_list[0][3]
-
-        def one_rule(context: Context, user_id: str | None) -> Outcome:
-            return hit if only(context) else default
-
-        return one_rule, False
 
     def targeting(context: Context, user_id: str | None) -> Outcome:
-        for pred, salt, lim, outcome in rule_list:
-            if pred(context) and (
-                salt is None or (user_id is not None and bucket(salt, user_id) < lim)
+        for matches, rollout, outcome in compiled:
+            if matches(context) and (
+                rollout is None
+                or (user_id is not None and bucket(rollout[0], user_id) < rollout[1])
             ):
                 return outcome
         return default
 
-    return targeting, needs_user
-
-
-def _nobody(context: Context) -> bool:
-    return False
-
-
-def _both(a: rules.Predicate, b: rules.Predicate) -> rules.Predicate:
-    return lambda context: a(context) and b(context)
-
-
-def _split(
-    key: str,
-    experiment: ExperimentPlan,
-    variants: list[model.Variant],
-    fallback: FlagFn,
-    on_exposure: ExposureSink,
-) -> FlagFn:
-    outcomes = tuple(_outcome(key, v["value"], v["key"], "SPLIT", None) for v in variants)
-    table, salt, traffic_salt = experiment.table, experiment.salt, experiment.traffic_salt
-    traffic_limit, experiment_id = experiment.traffic_limit, experiment.id
-    bucket = bucketing.bucket
-    everyone = traffic_limit >= bucketing.BUCKETS
+    if ir.split is None:
+        return targeting
+    experiment, outcomes = ir.split.experiment, ir.split.outcomes
 
     def split(context: Context, user_id: str | None) -> Outcome:
-        if user_id is not None and (everyone or bucket(traffic_salt, user_id) < traffic_limit):
-            index = table[bucket(salt, user_id)]
-            on_exposure(experiment_id, index, user_id)
-            return outcomes[index]
-        return fallback(context, user_id)
+        if user_id is not None:
+            index = experiment.assign(user_id)
+            if index is not None:
+                sink(experiment.id, index, user_id)
+                return outcomes[index]
+        return targeting(context, user_id)
 
     return split

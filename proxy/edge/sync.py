@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from redis.exceptions import RedisError
 
 from proxy.edge import snapshot as snap
+from proxy.edge.plan import ExposureSink, GroupingSink
 from proxy.store import keys
 from proxy.store.config import ConfigStore
 from proxy.store.files import write_atomically
@@ -38,7 +39,7 @@ class Sync:
         self,
         store: ConfigStore,
         pubsub_client: aredis.Redis,
-        on_exposure: snap.ExposureSink,
+        on_exposure: ExposureSink | GroupingSink,
         *,
         poll_interval: float,
         lkg_path: Path,

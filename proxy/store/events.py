@@ -50,6 +50,7 @@ return #members
 
 
 Exposure = tuple[str, int, str]  # experiment id, variant index, user id
+ExposureGroup = tuple[str, int, list[str]]  # experiment id, variant index, user ids
 Conversion = tuple[str, str, int, str]  # experiment id, goal, variant index, user id
 
 
@@ -69,8 +70,12 @@ class EventStore:
         members: dict[tuple[str, int], list[str]] = defaultdict(list)
         for experiment_id, variant, user_id in batch:
             members[experiment_id, variant].append(user_id)
+        await self.add_exposure_groups([(e, v, users) for (e, v), users in members.items()])
+
+    async def add_exposure_groups(self, groups: Sequence[ExposureGroup]) -> None:
+        """Exposures already grouped by experiment and variant: one script call per group."""
         pipe = self.redis.pipeline(transaction=False)
-        for (experiment_id, variant), users in members.items():
+        for experiment_id, variant, users in groups:
             names = (keys.tombstone(experiment_id), keys.exposures(experiment_id, variant))
             pipe.eval(_ADD_ALL, 2, *names, orjson.dumps(users))
         await pipe.execute()

@@ -77,11 +77,11 @@ async def test_exposures_dropped_with_a_full_spool_are_recorded_again(
     buffer = ExposureBuffer(EventStore(dead), spool, buffer_max=100, seen_max=1024)
     buffer.record("e1", 0, "u1")
     buffer.record("e1", 0, "u1")  # seen: once in the batch
-    assert len(buffer.pending) == 1
+    assert len(buffer.pending()) == 1
     await buffer.flush()
-    assert buffer.dropped == 1 and buffer.pending == []
+    assert buffer.dropped == 1 and buffer.pending() == []
     buffer.record("e1", 0, "u1")  # the user's next evaluate
-    assert buffer.pending == [("e1", 0, "u1")]
+    assert buffer.pending() == [("e1", 0, "u1")]
     spool.close()
 
 

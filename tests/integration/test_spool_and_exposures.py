@@ -84,10 +84,10 @@ def test_exposures_are_deduplicated_bounded_and_spooled_when_redis_fails(
         buffer = ExposureBuffer(events, spool, buffer_max=3, seen_max=1024)
         for user in ("a", "b", "a", "a"):
             buffer.record(experiment, 0, user)
-        assert len(buffer.pending) == 2  # "a" once
+        assert len(buffer.pending()) == 2  # "a" once
         buffer.record(experiment, 1, "c")
         buffer.record(experiment, 1, "d")  # over the bound of 3: dropped and counted
-        assert (len(buffer.pending), buffer.dropped) == (3, 1)
+        assert (len(buffer.pending()), buffer.dropped) == (3, 1)
         await buffer.flush()
         assert buffer.written == 3
         assert await client.smembers(keys.exposures(experiment, 0)) == {b"a", b"b"}
