@@ -377,3 +377,14 @@ def eventually(check: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
                 return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def lkg_flags(path: Path, project_id: str) -> dict[str, Any]:
+    """Flag key -> default value of a project in a last-known-good snapshot file (the sync
+    writes it at most 0.5 s after a change); empty while missing or without the project."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+        flags = doc["projects"][project_id]["records"]["flags"].values()
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {f["key"]: f["default_value"] for f in flags}
