@@ -15,7 +15,7 @@ from tests.e2e.helpers import (
     start_experiment,
     track_all,
 )
-from tests.support import RedisProcess, ServerProcess, eventually
+from tests.support import RedisProcess, ServerProcess, eventually, lkg_flags
 
 
 def test_conversions_acknowledged_while_redis_is_killed_are_counted_once(
@@ -82,8 +82,8 @@ def test_cold_start_with_redis_down_serves_the_last_known_good_snapshot(
     project_id = make_project(c)
     make_flag(c, project_id)
     answer = evaluate(c, project_id, "u")
-    eventually(lambda: (server.data_dir / "snapshot.json").exists())
-    time.sleep(1.0)  # the snapshot file is written at most 0.5 s after the last change
+    snapshot = server.data_dir / "snapshot.json"  # written at most 0.5 s after a change
+    eventually(lambda: lkg_flags(snapshot, project_id) == {"checkout_flow": "control"})
     assert server.stop() == 0
     redis.kill()
 
@@ -125,12 +125,12 @@ def test_sigterm_during_load_loses_no_acknowledged_conversion(
     acknowledged: list[str] = []
 
     def load(n: int) -> None:
-        acknowledged.extend(track_all(server.client(), world, [f"t{n}-{i}" for i in range(400)]))
+        track_all(server.client(), world, [f"t{n}-{i}" for i in range(400)], into=acknowledged)
 
     threads = [threading.Thread(target=load, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    eventually(lambda: len(acknowledged) >= 100)  # the load is running: now the signal
     assert server.proc is not None
     server.proc.send_signal(signal.SIGTERM)
     started = time.monotonic()

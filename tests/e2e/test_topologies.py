@@ -4,7 +4,6 @@ failover. Every conversion acknowledged must be counted exactly once."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,11 +73,11 @@ def test_sentinel_failover_loses_no_acknowledged_conversion(
         acknowledged: list[str] = []
 
         def load() -> None:
-            acknowledged.extend(track_all(server.client(), world, [f"u{i}" for i in range(400)]))
+            track_all(server.client(), world, [f"u{i}" for i in range(400)], into=acknowledged)
 
         thread = threading.Thread(target=load)
         thread.start()
-        time.sleep(0.2)
+        eventually(lambda: len(acknowledged) >= 20)  # the load is running: now the failover
         old = sentinels.master_port()
         sentinels.sentinel_client().execute_command("SENTINEL", "FAILOVER", "mymaster")
         thread.join()
