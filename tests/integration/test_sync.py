@@ -1,4 +1,5 @@
-"""Sync on a real Redis: first load, pub/sub, stale messages, reconnects, poll, LKG file."""
+"""Sync on a real Redis: first load, pub/sub, stale messages, reconnects, poll, LKG file; and
+the per-key rate limit over the keys it holds, on an injected clock."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import orjson
 import pytest
 import redis.asyncio as aredis
 
+from proxy import http
 from proxy.domain import model
 from proxy.domain.scope import ScopeState
+from proxy.edge.auth import Auth
 from proxy.edge.sync import Sync
+from proxy.errors import ApiError
 from proxy.store import keys
 from proxy.store.config import ConfigStore
 from proxy.store.embedded import free_port
@@ -106,12 +110,12 @@ def project_record(project_id: str) -> dict[str, Any]:
     return model.new_project({"name": "Shop", "slug": "shop"}, id=project_id, now=NOW)
 
 
-def key_record(project_id: str) -> dict[str, Any]:
+def key_record(project_id: str, token: str = TOKEN) -> dict[str, Any]:
     body = {"name": "edge", "scopes": ["flags:evaluate"], "project_ids": [project_id]}
     record = model.new_key(
-        body, projects={project_id: {}}, id=str(uuid.uuid4()), now=NOW, token=TOKEN
+        body, projects={project_id: {}}, id=str(uuid.uuid4()), now=NOW, token=token
     )
-    return {**record, "token_sha256": hashlib.sha256(TOKEN.encode()).hexdigest()}
+    return {**record, "token_sha256": hashlib.sha256(token.encode()).hexdigest()}
 
 
 def flag_record(project_id: str, key: str, default: Any, *, enabled: bool = False) -> Any:
@@ -125,12 +129,14 @@ def flag_record(project_id: str, key: str, default: Any, *, enabled: bool = Fals
     return {**model.new_flag(body, id=str(uuid.uuid4()), now=NOW), "enabled": enabled}
 
 
-async def add_project(store: ConfigStore) -> str:
-    """A project (with an evaluate key) in the global scope; returns its id."""
+async def add_project(store: ConfigStore, *tokens: str) -> str:
+    """A project in the global scope, with an evaluate key per token (TOKEN's unless given);
+    returns its id."""
     project_id = str(uuid.uuid4())
     state = await store.load(keys.GLOBAL)
     state.put("projects", project_record(project_id))
-    state.put("keys", key_record(project_id))
+    for token in tokens or (TOKEN,):
+        state.put("keys", key_record(project_id, token))
     await store.commit(state)
     return project_id
 
@@ -408,3 +414,107 @@ async def test_load_lkg_without_a_usable_file_serves_nothing(
         h = harness(f"redis://127.0.0.1:{free_port()}/0", FAST, lkg_path=path)
         assert h.sync.load_lkg() is False
         assert not h.sync.loaded and not h.sync.from_lkg
+
+
+# Rate limit over the synced keys, on an injected clock ----------------------------------------
+
+OTHER_TOKEN = "kr_live_" + "t" * 43
+
+
+class Clock:
+    """The token buckets' time, moved by the test (a double for time.monotonic, never for
+    Redis): refills are exact, and no test waits for one."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0  # binary fractions of a second added to it stay exact
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def request(token: str) -> http.Scope:
+    """A request's ASGI scope, as far as Auth reads one: its Authorization header."""
+    return {"type": "http", "headers": [(b"authorization", b"Bearer " + token.encode())]}
+
+
+def refusal(auth: Auth, token: str) -> ApiError:
+    with pytest.raises(ApiError) as refused:
+        auth.key(request(token))
+    return refused.value
+
+
+@pytest.fixture
+async def synced(redis_factory: Factory, harness: Harnesses) -> Sync:
+    """A started sync holding one project with two evaluate keys: TOKEN's and OTHER_TOKEN's."""
+    h = harness(redis_factory().url, QUIET)
+    await add_project(h.writer, TOKEN, OTHER_TOKEN)
+    await h.sync.start(wait=5)
+    return h.sync
+
+
+async def test_a_key_spends_a_burst_of_one_seconds_worth_then_gets_a_429_with_retry_after(
+    synced: Sync,
+) -> None:
+    auth = Auth(synced, 4, clock=Clock())
+    for _ in range(4):
+        assert auth.key(request(TOKEN)).can_evaluate
+    refused = refusal(auth, TOKEN)
+    assert (refused.status, refused.message) == (429, "Rate limit exceeded")
+    assert refused.extra == {"retry_after": 1}
+    assert refused.headers == [(b"retry-after", b"1")]
+    assert auth.limited == 1
+
+
+async def test_a_bucket_refills_at_the_rate_and_never_beyond_one_burst(synced: Sync) -> None:
+    clock = Clock()
+    auth = Auth(synced, 4, clock=clock)
+    for _ in range(4):
+        auth.key(request(TOKEN))
+    clock.now += 0.25  # one token's worth at 4 per second
+    auth.key(request(TOKEN))
+    assert refusal(auth, TOKEN).status == 429
+    clock.now += 60  # a quiet minute refills the burst, and no more
+    for _ in range(4):
+        auth.key(request(TOKEN))
+    assert refusal(auth, TOKEN).status == 429
+    assert auth.limited == 2
+
+
+async def test_a_refusal_spends_nothing_and_waiting_retry_after_is_enough(synced: Sync) -> None:
+    clock = Clock()
+    auth = Auth(synced, 4, clock=clock)
+    for _ in range(4):
+        auth.key(request(TOKEN))
+    clock.now += 0.125  # half a token
+    assert refusal(auth, TOKEN).extra["retry_after"] == 1  # (1 - 0.5) / 4 s, rounded up
+    clock.now += 0.125  # the half kept through the refusal, and another half
+    auth.key(request(TOKEN))
+    wait = refusal(auth, TOKEN).extra["retry_after"]
+    clock.now += wait
+    auth.key(request(TOKEN))
+    assert auth.limited == 2
+
+
+async def test_each_key_has_a_bucket_of_its_own(synced: Sync) -> None:
+    clock = Clock()
+    auth = Auth(synced, 2, clock=clock)
+    mine = auth.key(request(TOKEN))
+    auth.key(request(TOKEN))
+    assert refusal(auth, TOKEN).status == 429
+    other = auth.key(request(OTHER_TOKEN))  # the first key's spending is not its own
+    auth.key(request(OTHER_TOKEN))
+    assert refusal(auth, OTHER_TOKEN).status == 429
+    assert other.id != mine.id and set(auth.buckets) == {mine.id, other.id}
+    assert refusal(auth, "kr_live_unknown").status == 401  # no key, no bucket
+    assert set(auth.buckets) == {mine.id, other.id}
+    clock.now += 0.5  # a token each
+    assert auth.key(request(TOKEN)).id == mine.id
+    assert auth.key(request(OTHER_TOKEN)).id == other.id
+    assert auth.limited == 2
+
+
+async def test_a_rate_of_zero_turns_the_limit_off(synced: Sync) -> None:
+    auth = Auth(synced, 0, clock=Clock())
+    for _ in range(1000):
+        auth.key(request(TOKEN))
+    assert auth.buckets == {} and auth.limited == 0
