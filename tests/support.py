@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from proxy.store.embedded import free_port, redis_server_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = "kr_live_abc123def456"
+# Sending one of these twice does what sending it once does: only they are retried.
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 class RedisProcess:
@@ -257,17 +260,32 @@ class Client:
         data = raw if raw is not None else (None if body is None else orjson.dumps(body))
         if data is not None:
             h.setdefault("Content-Type", "application/json")
-        for attempt in range(2):
+        self._drop_if_closed()
+        # A POST or PATCH that failed on the connection may have reached the server: sent
+        # again, it could count twice and hide the failure. Only idempotent requests retry.
+        attempts = 2 if method.upper() in IDEMPOTENT else 1
+        for attempt in range(attempts):
             try:
                 self.conn.request(method, path, body=data, headers=h)
                 r = self.conn.getresponse()
                 return Reply(r.status, r.read(), {k.lower(): v for k, v in r.getheaders()})
             except (ConnectionError, http.client.HTTPException):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-                if attempt:
+                self._reconnect()
+                if attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _drop_if_closed(self) -> None:
+        """Replace a keep-alive connection the server has closed (its idle timeout, a restart)
+        before sending anything on it: no request is sent into a dead connection."""
+        sock = self.conn.sock
+        # Readable while no request is outstanding: the server closed it (EOF).
+        if sock is not None and select.select([sock], [], [], 0)[0]:
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        self.conn.close()
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
 
     def get(self, path: str, **kw: Any) -> Reply:
         return self.request("GET", path, **kw)
@@ -359,3 +377,14 @@ def eventually(check: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
                 return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def lkg_flags(path: Path, project_id: str) -> dict[str, Any]:
+    """Flag key -> default value of a project in a last-known-good snapshot file (the sync
+    writes it at most 0.5 s after a change); empty while missing or without the project."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+        flags = doc["projects"][project_id]["records"]["flags"].values()
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {f["key"]: f["default_value"] for f in flags}

@@ -45,6 +45,13 @@ def backends(request: pytest.FixtureRequest) -> tuple[ServerProcess, ServerProce
 
 
 @pytest.fixture
+def backend_clients(backends: tuple[ServerProcess, ServerProcess]) -> tuple[Client, Client]:
+    """A client of each of the two servers of `backends`: on one Redis, then on a cluster."""
+    first, second = backends
+    return first.client(), second.client()
+
+
+@pytest.fixture
 def a(servers: tuple[ServerProcess, ServerProcess]) -> Client:
     return servers[0].client()
 

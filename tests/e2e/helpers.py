@@ -1,10 +1,16 @@
-"""What e2e tests do over and over through the API: make a project, a flag, a key; evaluate."""
+"""What e2e tests do over and over: through the API, make a project, a flag, a key, a running
+experiment; evaluate and track; and read what the configuration in Redis holds."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.support import Client
+from tests.support import Client, RedisProcess
+
+VARIANTS = [
+    {"key": "control", "value": "old", "percentage": 50},
+    {"key": "treatment", "value": "new", "percentage": 50},
+]
 
 
 def make_project(client: Client, **fields: Any) -> str:
@@ -42,3 +48,67 @@ def make_key(client: Client, **fields: Any) -> tuple[str, str]:
     r = client.post("/api/v1/keys", {"name": "k", "scopes": ["*"], **fields})
     assert r.status == 201, r.body
     return r.json["data"]["id"], r.json["data"]["token"]
+
+
+def make_experiment(client: Client, flag_id: str, **fields: Any) -> dict[str, Any]:
+    """A draft experiment on the flag (production, 50/50 `VARIANTS` unless `fields` say)."""
+    body = {"name": "E", "environment": "production", "variants": VARIANTS, **fields}
+    r = client.post(f"/api/v1/flags/{flag_id}/experiments", body)
+    assert r.status == 201, r.body
+    experiment: dict[str, Any] = r.json["data"]
+    return experiment
+
+
+def start_experiment(client: Client, **fields: Any) -> dict[str, Any]:
+    """A new project whose flag `checkout_flow` runs an experiment (`fields` as for
+    make_experiment): its project_id, flag_id, experiment_id and path."""
+    project_id = make_project(client)
+    flag = make_flag(client, project_id)
+    experiment_id = make_experiment(client, flag["id"], **fields)["id"]
+    path = f"/api/v1/flags/{flag['id']}/experiments/{experiment_id}"
+    r = client.post(f"{path}/start")
+    assert r.status == 200, r.body
+    return {
+        "project_id": project_id,
+        "flag_id": flag["id"],
+        "experiment_id": experiment_id,
+        "path": path,
+    }
+
+
+def track_all(
+    client: Client, experiment: dict[str, Any], users: list[str], into: list[str] | None = None
+) -> list[str]:
+    """Track each user's conversion; return those that got a 200 (each must be counted, once),
+    appended to `into` as they come when given (another thread may watch it grow). A request
+    that fails on the connection, or a 503, is not acknowledged: the user is left out."""
+    acknowledged = [] if into is None else into
+    for user in users:
+        body = {"flag_id": experiment["flag_id"], "experiment_id": experiment["experiment_id"],
+                "user_id": user}  # fmt: skip
+        try:
+            r = client.post("/api/v1/flags/track", body)
+        except OSError:
+            continue
+        if r.status == 200:
+            acknowledged.append(user)
+        else:
+            assert r.status == 503, r.body
+    return acknowledged
+
+
+def conversions(client: Client, experiment: dict[str, Any]) -> int | None:
+    """The experiment's conversion count; None while the server cannot answer."""
+    r = client.get(experiment["path"])
+    return r.json["data"]["conversions"] if r.status == 200 else None
+
+
+def config_digest(redis_server: RedisProcess) -> dict[bytes, Any]:
+    """Every configuration key (projects, keys, flags, rules, experiments) and its content
+    (not DUMP: a large hash's DUMP order changes with incremental rehashing on reads)."""
+    r = redis_server.client()
+    out: dict[bytes, Any] = {}
+    for key in r.scan_iter(match="{[gp]*"):
+        kind = r.type(key)
+        out[key] = r.hgetall(key) if kind == b"hash" else r.get(key)
+    return out

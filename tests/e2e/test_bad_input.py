@@ -7,36 +7,18 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import make_flag, make_project
+from tests.e2e.helpers import VARIANTS, config_digest, make_experiment, make_flag, make_project
 from tests.support import Client, RedisProcess
 
-VARIANTS = [
-    {"key": "control", "value": "old", "percentage": 50},
-    {"key": "treatment", "value": "new", "percentage": 50},
-]
 MISSING = "00000000-0000-4000-8000-000000000000"
-
-
-def config_digest(redis_server: RedisProcess) -> dict[bytes, Any]:
-    """Every configuration key (projects, keys, flags, rules, experiments) and its content
-    (not DUMP: a large hash's DUMP order changes with incremental rehashing on reads)."""
-    r = redis_server.client()
-    out: dict[bytes, Any] = {}
-    for key in r.scan_iter(match="{[gp]*"):
-        kind = r.type(key)
-        out[key] = r.hgetall(key) if kind == b"hash" else r.get(key)
-    return out
 
 
 @pytest.fixture
 def world(a: Client) -> Iterator[dict[str, Any]]:
     project_id = make_project(a)
     flag = make_flag(a, project_id)
-    r = a.post(
-        f"/api/v1/flags/{flag['id']}/experiments",
-        {"name": "E", "environment": "production", "variants": VARIANTS},
-    )
-    yield {"project_id": project_id, "flag_id": flag["id"], "experiment_id": r.json["data"]["id"]}
+    experiment = make_experiment(a, flag["id"])
+    yield {"project_id": project_id, "flag_id": flag["id"], "experiment_id": experiment["id"]}
 
 
 def flag_body(w: dict[str, Any], **change: Any) -> dict[str, Any]:

@@ -6,49 +6,16 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-from tests.e2e.helpers import evaluate, make_flag, make_project
-from tests.support import Client, RedisProcess, ServerProcess, eventually
-
-VARIANTS = [
-    {"key": "control", "value": "old", "percentage": 50},
-    {"key": "treatment", "value": "new", "percentage": 50},
-]
-
-
-def running_experiment(c: Client) -> dict[str, Any]:
-    project_id = make_project(c)
-    flag = make_flag(c, project_id)
-    r = c.post(
-        f"/api/v1/flags/{flag['id']}/experiments",
-        {"name": "E", "environment": "production", "variants": VARIANTS},
-    )
-    experiment_id = r.json["data"]["id"]
-    assert c.post(f"/api/v1/flags/{flag['id']}/experiments/{experiment_id}/start").status == 200
-    return {"project_id": project_id, "flag_id": flag["id"], "experiment_id": experiment_id}
-
-
-def track_all(c: Client, world: dict[str, Any], users: list[str]) -> list[str]:
-    """Track each user; return those that got a 200 (each must be counted, once)."""
-    acknowledged = []
-    for user in users:
-        body = {"flag_id": world["flag_id"], "experiment_id": world["experiment_id"],
-                "user_id": user}  # fmt: skip
-        try:
-            r = c.post("/api/v1/flags/track", body)
-        except OSError:
-            continue
-        if r.status == 200:
-            acknowledged.append(user)
-        else:
-            assert r.status == 503, r.body
-    return acknowledged
-
-
-def conversions(c: Client, world: dict[str, Any]) -> int | None:
-    r = c.get(f"/api/v1/flags/{world['flag_id']}/experiments/{world['experiment_id']}")
-    return r.json["data"]["conversions"] if r.status == 200 else None
+from tests.e2e.helpers import (
+    conversions,
+    evaluate,
+    make_flag,
+    make_project,
+    start_experiment,
+    track_all,
+)
+from tests.support import RedisProcess, ServerProcess, eventually, lkg_flags
 
 
 def test_conversions_acknowledged_while_redis_is_killed_are_counted_once(
@@ -57,7 +24,7 @@ def test_conversions_acknowledged_while_redis_is_killed_are_counted_once(
     redis = redis_factory(persist=True)
     server = server_factory(redis.url)
     c = server.client()
-    world = running_experiment(c)
+    world = start_experiment(c)
     users = [f"user-{i}" for i in range(300)]
     acknowledged = track_all(c, world, users[:100])
     redis.kill()
@@ -76,7 +43,7 @@ def test_evaluate_keeps_answering_while_redis_is_paused_and_readiness_follows(
     redis = redis_factory()
     server = server_factory(redis.url, EDGE_STALE_AFTER="1.5", EDGE_POLL_INTERVAL="0.3")
     c = server.client()
-    world = running_experiment(c)
+    world = start_experiment(c)
     before = evaluate(c, world["project_id"], "u1")
     redis.pause()
     try:
@@ -115,8 +82,8 @@ def test_cold_start_with_redis_down_serves_the_last_known_good_snapshot(
     project_id = make_project(c)
     make_flag(c, project_id)
     answer = evaluate(c, project_id, "u")
-    eventually(lambda: (server.data_dir / "snapshot.json").exists())
-    time.sleep(1.0)  # the snapshot file is written at most 0.5 s after the last change
+    snapshot = server.data_dir / "snapshot.json"  # written at most 0.5 s after a change
+    eventually(lambda: lkg_flags(snapshot, project_id) == {"checkout_flow": "control"})
     assert server.stop() == 0
     redis.kill()
 
@@ -154,16 +121,16 @@ def test_sigterm_during_load_loses_no_acknowledged_conversion(
 ) -> None:
     redis = redis_factory()
     server = server_factory(redis.url)
-    world = running_experiment(server.client())
+    world = start_experiment(server.client())
     acknowledged: list[str] = []
 
     def load(n: int) -> None:
-        acknowledged.extend(track_all(server.client(), world, [f"t{n}-{i}" for i in range(400)]))
+        track_all(server.client(), world, [f"t{n}-{i}" for i in range(400)], into=acknowledged)
 
     threads = [threading.Thread(target=load, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    eventually(lambda: len(acknowledged) >= 100)  # the load is running: now the signal
     assert server.proc is not None
     server.proc.send_signal(signal.SIGTERM)
     started = time.monotonic()

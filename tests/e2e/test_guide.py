@@ -4,21 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from tests.e2e.helpers import evaluate, make_flag, make_project
-from tests.support import Client, ServerProcess, eventually
-
-
-@pytest.fixture
-def a(backends: tuple[ServerProcess, ServerProcess]) -> Client:
-    return backends[0].client()
-
-
-@pytest.fixture
-def b(backends: tuple[ServerProcess, ServerProcess]) -> Client:
-    return backends[1].client()
-
+from tests.e2e.helpers import evaluate, make_experiment, make_flag, make_project
+from tests.support import Client, eventually
 
 VARIANTS = [
     {"key": "control", "value": "old_checkout", "percentage": 50},
@@ -36,7 +23,8 @@ def track(client: Client, flag_id: str, experiment_id: str, user_id: str) -> Any
     return client.post("/api/v1/flags/track", body)
 
 
-def test_guide_walkthrough_on_two_processes(a: Client, b: Client) -> None:
+def test_guide_walkthrough_on_two_processes(backend_clients: tuple[Client, Client]) -> None:
+    a, b = backend_clients
     project_id = make_project(a)
 
     # Step 1: the string flag.
@@ -147,13 +135,13 @@ def test_guide_walkthrough_on_two_processes(a: Client, b: Client) -> None:
     assert a.get(base).json["data"]["conversions"] == 1
 
 
-def test_lifecycle_transitions_other_than_draft_running_stopped_conflict(a: Client) -> None:
+def test_lifecycle_transitions_other_than_draft_running_stopped_conflict(
+    backend_clients: tuple[Client, Client],
+) -> None:
+    a, _ = backend_clients
     flag_id = make_flag(a, make_project(a), key="f")["id"]
-    r = a.post(
-        f"/api/v1/flags/{flag_id}/experiments",
-        {"name": "E", "environment": "production", "variants": VARIANTS},
-    )
-    base = f"/api/v1/flags/{flag_id}/experiments/{r.json['data']['id']}"
+    experiment = make_experiment(a, flag_id, variants=VARIANTS)
+    base = f"/api/v1/flags/{flag_id}/experiments/{experiment['id']}"
     assert a.post(f"{base}/stop").status == 409
     assert a.post(f"{base}/start").status == 200
     assert a.post(f"{base}/start").status == 409
@@ -163,15 +151,15 @@ def test_lifecycle_transitions_other_than_draft_running_stopped_conflict(a: Clie
     assert a.get(base).json["data"]["status"] == "stopped"
 
 
-def test_only_one_running_experiment_per_flag_and_environment(a: Client) -> None:
+def test_only_one_running_experiment_per_flag_and_environment(
+    backend_clients: tuple[Client, Client],
+) -> None:
+    a, _ = backend_clients
     flag_id = make_flag(a, make_project(a), key="f")["id"]
-    ids = []
-    for env in ("production", "production", "staging"):
-        r = a.post(
-            f"/api/v1/flags/{flag_id}/experiments",
-            {"name": "E", "environment": env, "variants": VARIANTS},
-        )
-        ids.append(r.json["data"]["id"])
+    environments = ("production", "production", "staging")
+    ids = [
+        make_experiment(a, flag_id, environment=e, variants=VARIANTS)["id"] for e in environments
+    ]
     assert a.post(f"/api/v1/flags/{flag_id}/experiments/{ids[0]}/start").status == 200
     r = a.post(f"/api/v1/flags/{flag_id}/experiments/{ids[1]}/start")
     assert r.status == 409 and "error" in r.json

@@ -12,25 +12,8 @@ from typing import Any
 
 import orjson
 
-from tests.e2e.helpers import evaluate, make_flag, make_key, make_project
+from tests.e2e.helpers import evaluate, make_flag, make_key, make_project, start_experiment
 from tests.support import ROOT, Client, RedisProcess, ServerProcess, eventually
-
-VARIANTS = [
-    {"key": "control", "value": "old", "percentage": 50},
-    {"key": "treatment", "value": "new", "percentage": 50},
-]
-
-
-def started_experiment(c: Client, project_id: str, **flag: Any) -> tuple[str, str]:
-    """(flag id, experiment id) of a running experiment on a new string flag."""
-    flag_id = make_flag(c, project_id, **flag)["id"]
-    r = c.post(
-        f"/api/v1/flags/{flag_id}/experiments",
-        {"name": "E", "environment": "production", "variants": VARIANTS},
-    )
-    experiment_id = r.json["data"]["id"]
-    assert c.post(f"/api/v1/flags/{flag_id}/experiments/{experiment_id}/start").status == 200
-    return flag_id, experiment_id
 
 
 def nested(depth: int) -> Any:
@@ -87,9 +70,13 @@ def test_deeply_nested_values_are_refused_and_the_project_stays_whole(a: Client)
 def test_exposures_in_flight_do_not_bring_a_deleted_experiment_back(
     a: Client, b: Client, redis_server: RedisProcess
 ) -> None:
-    project_id = make_project(a)
-    flag_id, experiment_id = started_experiment(a, project_id)
-    eventually(lambda: evaluate(b, project_id, "u0")["checkout_flow"]["value"] in ("old", "new"))
+    world = start_experiment(a)
+    project_id, flag_id, experiment_id = (
+        world["project_id"],
+        world["flag_id"],
+        world["experiment_id"],
+    )
+    eventually(lambda: evaluate(b, project_id, "u0")["checkout_flow"]["value"] != "control")
     for c in (a, b):  # buffered, not yet written (they flush every 250 ms)
         for i in range(200):
             evaluate(c, project_id, f"u{i}")
@@ -107,8 +94,12 @@ def test_exposures_in_flight_do_not_bring_a_deleted_experiment_back(
 def test_user_ids_that_track_refuses_are_never_exposed(
     a: Client, redis_server: RedisProcess
 ) -> None:
-    project_id = make_project(a)
-    flag_id, experiment_id = started_experiment(a, project_id)
+    world = start_experiment(a)
+    project_id, flag_id, experiment_id = (
+        world["project_id"],
+        world["flag_id"],
+        world["experiment_id"],
+    )
     body = {"project_id": project_id, "environment": "production"}
     empty = a.post("/api/v1/flags/evaluate", {**body, "context": {"user_id": ""}})
     assert empty.status == 200

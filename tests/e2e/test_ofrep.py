@@ -10,23 +10,12 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from tests.e2e.helpers import evaluate, make_flag, make_project
+from tests.e2e.helpers import evaluate, make_flag, start_experiment
 from tests.support import Client, ServerProcess
-
-VARIANTS = [
-    {"key": "control", "value": "old", "percentage": 50},
-    {"key": "treatment", "value": "new", "percentage": 50},
-]
 
 
 def world(c: Client) -> dict[str, Any]:
-    project_id = make_project(c)
-    exp_flag = make_flag(c, project_id)
-    e = c.post(
-        f"/api/v1/flags/{exp_flag['id']}/experiments",
-        {"name": "E", "environment": "production", "variants": VARIANTS},
-    ).json["data"]
-    c.post(f"/api/v1/flags/{exp_flag['id']}/experiments/{e['id']}/start")
+    project_id = start_experiment(c)["project_id"]  # its flag checkout_flow, split 50/50
     ruled = make_flag(c, project_id, key="banner", default_value="none")
     c.patch(f"/api/v1/flags/{ruled['id']}", {"enabled": True})
     rule = c.post(

@@ -29,7 +29,7 @@ from proxy import ofrep, openapi
 from proxy.app import create_app
 from proxy.domain import model, rules
 from proxy.settings import Settings
-from tests.e2e.helpers import evaluate, make_flag, make_project
+from tests.e2e.helpers import evaluate, make_experiment, make_flag, make_project, start_experiment
 from tests.support import BOOTSTRAP, Client, RedisProcess, Reply, ServerProcess, eventually
 
 METHODS = ("get", "put", "post", "patch", "delete")
@@ -257,18 +257,13 @@ def conforms(method: str, path: str, r: Reply) -> None:
 
 
 def test_results_with_exposures_and_conversions_match_the_schema(a: Client) -> None:
-    project_id = make_project(a)
-    flag = make_flag(a, project_id)
-    experiments = f"/api/v1/flags/{flag['id']}/experiments"
-    body = {"name": "E", "environment": "production", "variants": openapi.GUIDE_VARIANTS}
-    experiment_id = a.post(experiments, body).json["data"]["id"]
-    experiment = f"{experiments}/{experiment_id}"
-    assert a.post(experiment + "/start").status == 200
+    w = start_experiment(a, variants=openapi.GUIDE_VARIANTS)
+    experiment = w["path"]
     users = [f"u{i}" for i in range(60)]
     for user in users:
-        evaluate(a, project_id, user)
+        evaluate(a, w["project_id"], user)
     for user in users[::3]:
-        track = {"flag_id": flag["id"], "experiment_id": experiment_id, "user_id": user}
+        track = {"flag_id": w["flag_id"], "experiment_id": w["experiment_id"], "user_id": user}
         assert a.post("/api/v1/flags/track", track).status == 200
 
     def results() -> Any:
@@ -354,14 +349,10 @@ def real(servers: tuple[ServerProcess, ...]) -> dict[str, Any]:
         {"key": "control", "value": "a", "percentage": 50},
         {"key": "treatment", "value": "b", "percentage": 50},
     ]
-    experiments = []
-    for env in ("production", "staging"):
-        r = a.post(
-            f"/api/v1/flags/{flag['id']}/experiments",
-            {"name": "E", "environment": env, "variants": variants},
-        )
-        assert r.status == 201, r.body
-        experiments.append(r.json["data"]["id"])
+    experiments = [
+        make_experiment(a, flag["id"], environment=env, variants=variants)["id"]
+        for env in ("production", "staging")
+    ]
     assert a.post(f"/api/v1/flags/{flag['id']}/experiments/{experiments[0]}/start").status == 200
     return {
         "project_id": project_id,

@@ -5,23 +5,9 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
 
-import pytest
-
-from tests.e2e.helpers import evaluate, make_flag, make_project
-from tests.support import Client, ServerProcess, eventually
-
-
-@pytest.fixture
-def a(backends: tuple[ServerProcess, ServerProcess]) -> Client:
-    return backends[0].client()
-
-
-@pytest.fixture
-def b(backends: tuple[ServerProcess, ServerProcess]) -> Client:
-    return backends[1].client()
-
+from tests.e2e.helpers import evaluate, start_experiment
+from tests.support import Client, eventually
 
 VARIANTS = [
     {"key": "control", "value": "a", "percentage": 50},
@@ -29,18 +15,6 @@ VARIANTS = [
     {"key": "green", "value": "c", "percentage": 20},
 ]
 Z = 1.959963984540054
-
-
-def start_experiment(c: Client, **fields: Any) -> dict[str, Any]:
-    project_id = make_project(c)
-    flag = make_flag(c, project_id)
-    e = c.post(
-        f"/api/v1/flags/{flag['id']}/experiments",
-        {"name": "E", "environment": "production", "variants": VARIANTS, **fields},
-    ).json["data"]
-    base = f"/api/v1/flags/{flag['id']}/experiments/{e['id']}"
-    assert c.post(f"{base}/start").status == 200
-    return {"project_id": project_id, "flag_id": flag["id"], "id": e["id"], "base": base}
 
 
 def wilson(x: int, n: int) -> tuple[float, float]:
@@ -56,8 +30,11 @@ def close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
 
 
-def test_results_match_an_independent_computation(a: Client, b: Client) -> None:
-    w = start_experiment(a)
+def test_results_match_an_independent_computation(
+    backend_clients: tuple[Client, Client],
+) -> None:
+    a, b = backend_clients
+    w = start_experiment(a, variants=VARIANTS)
     eventually(
         lambda: evaluate(b, w["project_id"], "user-0")["checkout_flow"]["value"] != "control"
     )
@@ -71,13 +48,13 @@ def test_results_match_an_independent_computation(a: Client, b: Client) -> None:
     converted = {u for u in variant_of if rng.random() < 0.08 + 0.04 * variant_of[u]}
     buyers = set(list(converted)[:40])
     for n, user in enumerate(sorted(converted)):
-        body = {"flag_id": w["flag_id"], "experiment_id": w["id"], "user_id": user}
+        body = {"flag_id": w["flag_id"], "experiment_id": w["experiment_id"], "user_id": user}
         assert (a if n % 2 else b).post("/api/v1/flags/track", body).status == 200
     for user in sorted(converted)[:25]:  # duplicates are ignored
-        assert a.post("/api/v1/flags/track", {"flag_id": w["flag_id"],
-                      "experiment_id": w["id"], "user_id": user}).status == 200  # fmt: skip
+        body = {"flag_id": w["flag_id"], "experiment_id": w["experiment_id"], "user_id": user}
+        assert a.post("/api/v1/flags/track", body).status == 200
     for user in buyers:
-        body = {"flag_id": w["flag_id"], "experiment_id": w["id"], "user_id": user,
+        body = {"flag_id": w["flag_id"], "experiment_id": w["experiment_id"], "user_id": user,
                 "goal": "purchase"}  # fmt: skip
         assert b.post("/api/v1/flags/track", body).status == 200
 
@@ -85,7 +62,7 @@ def test_results_match_an_independent_computation(a: Client, b: Client) -> None:
     x = [sum(1 for u in converted if variant_of[u] == i) for i in range(3)]
     data = eventually(
         lambda: (
-            (d := a.get(w["base"]).json["data"])["results"]["variants"][0]["exposures"] == n[0]
+            (d := a.get(w["path"]).json["data"])["results"]["variants"][0]["exposures"] == n[0]
             and sum(v["exposures"] for v in d["results"]["variants"]) == 3000
             and d
         )
@@ -127,34 +104,37 @@ def test_results_match_an_independent_computation(a: Client, b: Client) -> None:
     assert close(results["srm"]["p_value"], math.exp(-chi2 / 2))  # chi-square, 2 df
     assert results["srm"]["warning"] is False
 
-    purchase = a.get(w["base"] + "?goal=purchase").json["data"]
+    purchase = a.get(w["path"] + "?goal=purchase").json["data"]
     assert purchase["results"]["goal"] == "purchase"
     by_goal = [sum(1 for u in buyers if variant_of[u] == i) for i in range(3)]
     assert [v["conversions"] for v in purchase["results"]["variants"]] == by_goal
     assert purchase["conversions"] == len(converted)  # `conversions` is the default goal
 
-    a.post(w["base"] + "/stop")
-    assert a.get(w["base"]).json["data"]["results"]["variants"] == got
+    a.post(w["path"] + "/stop")
+    assert a.get(w["path"]).json["data"]["results"]["variants"] == got
 
 
-def test_traffic_allocation_admits_a_share_and_a_rise_moves_no_one(a: Client) -> None:
-    w = start_experiment(a, traffic_percentage=30)
+def test_traffic_allocation_admits_a_share_and_a_rise_moves_no_one(
+    backend_clients: tuple[Client, Client],
+) -> None:
+    a, _ = backend_clients
+    w = start_experiment(a, variants=VARIANTS, traffic_percentage=30)
     users = [f"t-{i}" for i in range(1000)]
     first = {u: evaluate(a, w["project_id"], u)["checkout_flow"]["value"] for u in users}
     inside = {u for u, v in first.items() if v != "control"}
     assert 240 < len(inside) < 360
-    body = {"flag_id": w["flag_id"], "experiment_id": w["id"]}
+    body = {"flag_id": w["flag_id"], "experiment_id": w["experiment_id"]}
     outsider = next(u for u in users if u not in inside)
     r = a.post("/api/v1/flags/track", {**body, "user_id": outsider})
     assert r.status == 409
-    assert a.patch(w["base"], {"traffic_percentage": 20}).status == 422
-    assert a.patch(w["base"], {"traffic_percentage": 60}).status == 200
+    assert a.patch(w["path"], {"traffic_percentage": 20}).status == 422
+    assert a.patch(w["path"], {"traffic_percentage": 60}).status == 200
     second = {u: evaluate(a, w["project_id"], u)["checkout_flow"]["value"] for u in users}
     assert all(second[u] == first[u] for u in inside)
     assert 540 < sum(1 for v in second.values() if v != "control") < 660
     exposures = eventually(
         lambda: (
-            (t := sum(v["exposures"] for v in a.get(w["base"]).json["data"]["results"]["variants"]))
+            (t := sum(v["exposures"] for v in a.get(w["path"]).json["data"]["results"]["variants"]))
             == sum(1 for v in second.values() if v != "control")
             and t
         )

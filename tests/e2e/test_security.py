@@ -10,14 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.helpers import make_flag, make_project
-from tests.e2e.test_bad_input import config_digest
+from tests.e2e.helpers import config_digest, start_experiment
 from tests.support import Client, RedisProcess
-
-VARIANTS = [
-    {"key": "control", "value": "old", "percentage": 50},
-    {"key": "treatment", "value": "new", "percentage": 50},
-]
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +19,17 @@ def world(servers: Any) -> Iterator[dict[str, Any]]:
     a = servers[0].client()
     ids: dict[str, Any] = {}
     for name in ("p1", "p2"):
-        pid = make_project(a)
-        flag = make_flag(a, pid)
-        e = a.post(
-            f"/api/v1/flags/{flag['id']}/experiments",
-            {"name": "E", "environment": "production", "variants": VARIANTS},
-        ).json["data"]
-        a.post(f"/api/v1/flags/{flag['id']}/experiments/{e['id']}/start")
+        w = start_experiment(a)
+        pid, flag_id = w["project_id"], w["flag_id"]
         rule = a.post(
-            f"/api/v1/flags/{flag['id']}/rules",
+            f"/api/v1/flags/{flag_id}/rules",
             {"environment": "production", "conditions": [], "value": "x"},
         ).json["data"]
         seg = a.post(
             "/api/v1/flags/segments",
             {"project_id": pid, "name": "s", "match_type": "all", "rules": []},
         ).json["data"]
-        ids[name] = {"project": pid, "flag": flag["id"], "experiment": e["id"],
+        ids[name] = {"project": pid, "flag": flag_id, "experiment": w["experiment_id"],
                      "rule": rule["id"], "segment": seg["id"]}  # fmt: skip
     keys = {}
     for name, body in {

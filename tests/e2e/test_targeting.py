@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.helpers import evaluate, make_flag, make_project
+from tests.e2e.helpers import evaluate, make_experiment, make_flag, make_project
 from tests.support import Client, eventually
 
 
@@ -109,12 +109,7 @@ def test_running_experiment_takes_precedence_over_rules_then_rules_return(a: Cli
     flag = make_flag(a, project_id)
     a.patch(f"/api/v1/flags/{flag['id']}", {"enabled": True})
     r = rule(a, flag["id"], conditions=[], value="ruled")
-    variants = [{"key": "control", "value": "old", "percentage": 50},
-                {"key": "treatment", "value": "new", "percentage": 50}]  # fmt: skip
-    e = a.post(
-        f"/api/v1/flags/{flag['id']}/experiments",
-        {"name": "E", "environment": "production", "variants": variants},
-    ).json["data"]
+    e = make_experiment(a, flag["id"])  # a draft, split "old"/"new"
     base = f"/api/v1/flags/{flag['id']}/experiments/{e['id']}"
     assert evaluate(a, project_id, "u")["checkout_flow"]["rule_id"] == r["id"]
     a.post(f"{base}/start")

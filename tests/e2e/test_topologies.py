@@ -4,12 +4,10 @@ failover. Every conversion acknowledged must be counted exactly once."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.helpers import evaluate
-from tests.e2e.test_faults import conversions, running_experiment, track_all
+from tests.e2e.helpers import conversions, evaluate, start_experiment, track_all
 from tests.support import RedisCluster, RedisProcess, RedisSentinelSet, ServerProcess, eventually
 
 
@@ -18,7 +16,7 @@ def test_three_proxies_on_one_redis_agree_and_count_a_user_once(
 ) -> None:
     proxies = [server_factory(redis_server.url) for _ in range(3)]
     clients = [p.client() for p in proxies]
-    world = running_experiment(clients[0])
+    world = start_experiment(clients[0])
     pid = world["project_id"]
     for c in clients:
         eventually(lambda c=c: evaluate(c, pid, "u")["checkout_flow"]["value"] != "control")
@@ -26,12 +24,12 @@ def test_three_proxies_on_one_redis_agree_and_count_a_user_once(
         answers = [evaluate(c, pid, f"user-{i}") for c in clients]
         assert answers[0] == answers[1] == answers[2]
     flag_path = f"/api/v1/flags/{world['flag_id']}"
-    clients[2].post(flag_path + f"/experiments/{world['experiment_id']}/stop")
+    clients[2].post(world["path"] + "/stop")
     clients[1].patch(flag_path, {"default_value": "shipped"})
     for c in clients:
         eventually(lambda c=c: evaluate(c, pid, "u")["checkout_flow"]["value"] == "shipped")
     # A user converting through two proxies, before the stop: use a fresh experiment.
-    world = running_experiment(clients[0])
+    world = start_experiment(clients[0])
     for c in clients:
         eventually(lambda c=c: track_all(c, world, ["twice"]) == ["twice"])
     assert conversions(clients[2], world) == 1
@@ -44,7 +42,7 @@ def test_a_cluster_node_killed_during_tracking_loses_no_acknowledged_conversion(
     try:
         server = server_factory(cluster.url, REDIS_MODE="cluster")
         c = server.client()
-        world = running_experiment(c)
+        world = start_experiment(c)
         node = cluster.node_for("{x:" + world["experiment_id"] + "}")
         users = [f"user-{i}" for i in range(150)]
         acknowledged = track_all(c, world, users[:50])
@@ -71,15 +69,15 @@ def test_sentinel_failover_loses_no_acknowledged_conversion(
             EDGE_REDIS_WAIT_REPLICAS="1",
         )
         c = server.client()
-        world = running_experiment(c)
+        world = start_experiment(c)
         acknowledged: list[str] = []
 
         def load() -> None:
-            acknowledged.extend(track_all(server.client(), world, [f"u{i}" for i in range(400)]))
+            track_all(server.client(), world, [f"u{i}" for i in range(400)], into=acknowledged)
 
         thread = threading.Thread(target=load)
         thread.start()
-        time.sleep(0.2)
+        eventually(lambda: len(acknowledged) >= 20)  # the load is running: now the failover
         old = sentinels.master_port()
         sentinels.sentinel_client().execute_command("SENTINEL", "FAILOVER", "mymaster")
         thread.join()
@@ -95,10 +93,9 @@ def test_workers_each_follow_changes_and_stop_cleanly(
 ) -> None:
     server = server_factory(redis_server.url, EDGE_WORKERS="2")
     setup = server.client()
-    world = running_experiment(setup)
-    flag_path = f"/api/v1/flags/{world['flag_id']}"
-    setup.post(flag_path + f"/experiments/{world['experiment_id']}/stop")
-    setup.patch(flag_path, {"default_value": "after"})
+    world = start_experiment(setup)
+    setup.post(world["path"] + "/stop")
+    setup.patch(f"/api/v1/flags/{world['flag_id']}", {"default_value": "after"})
 
     def every_connection_sees_it() -> bool:
         # Fresh connections land on either worker; all of them must serve the change.
@@ -122,7 +119,7 @@ def test_the_oldest_supported_redis_serves_every_feature(
     try:
         assert redis.client().info("server")["redis_version"].startswith("6.2")
         a, b = server_factory(redis.url), server_factory(redis.url)
-        world = running_experiment(a.client())
+        world = start_experiment(a.client())
         users = [f"user-{i}" for i in range(40)]
         pid = world["project_id"]
         eventually(
@@ -132,10 +129,9 @@ def test_the_oldest_supported_redis_serves_every_feature(
             evaluate(b.client(), pid, user)
         assert track_all(b.client(), world, users[:10]) == users[:10]
         eventually(lambda: conversions(a.client(), world) == 10)
-        path = f"/api/v1/flags/{world['flag_id']}/experiments/{world['experiment_id']}"
 
         def exposed() -> int:
-            variants = a.client().get(path).json["data"]["results"]["variants"]
+            variants = a.client().get(world["path"]).json["data"]["results"]["variants"]
             return sum(v["exposures"] for v in variants)
 
         eventually(lambda: exposed() == 40)

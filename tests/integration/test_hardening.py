@@ -8,7 +8,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +32,9 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def client(redis_server: RedisProcess) -> AsyncIterator[aredis.Redis]:
-    c = aredis.Redis.from_url(redis_server.url)
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
-async def dead() -> AsyncIterator[aredis.Redis]:
-    c = aredis.Redis.from_url(DEAD_REDIS, socket_connect_timeout=0.2, socket_timeout=0.2)
-    yield c
-    await c.aclose()
+def dead(redis_client_factory: Callable[..., aredis.Redis]) -> aredis.Redis:
+    """A client of a Redis that is not there."""
+    return redis_client_factory(DEAD_REDIS, socket_connect_timeout=0.2, socket_timeout=0.2)
 
 
 def family(collector: Any, name: str) -> dict[tuple[str, ...], float]:
@@ -57,7 +44,8 @@ def family(collector: Any, name: str) -> dict[tuple[str, ...], float]:
     raise AssertionError(f"no metric {name}")
 
 
-async def test_a_deleted_experiments_events_never_come_back(client: aredis.Redis) -> None:
+async def test_a_deleted_experiments_events_never_come_back(redis_client: aredis.Redis) -> None:
+    client = redis_client
     events = EventStore(client)
     experiment = str(uuid.uuid4())
     await events.add_exposures([(experiment, 0, "a")])
@@ -71,9 +59,9 @@ async def test_a_deleted_experiments_events_never_come_back(client: aredis.Redis
 
 
 async def test_exposures_dropped_with_a_full_spool_are_recorded_again(
-    dead: aredis.Redis, tmp_path: Path
+    dead: aredis.Redis, spool_factory: Callable[..., Spool]
 ) -> None:
-    spool = Spool(tmp_path / "spool", max_bytes=1)  # takes nothing
+    spool = spool_factory(max_bytes=1)  # takes nothing
     buffer = ExposureBuffer(EventStore(dead), spool, buffer_max=100, seen_max=1024)
     buffer.record("e1", 0, "u1")
     buffer.record("e1", 0, "u1")  # seen: once in the batch
@@ -82,32 +70,34 @@ async def test_exposures_dropped_with_a_full_spool_are_recorded_again(
     assert buffer.dropped == 1 and buffer.pending() == []
     buffer.record("e1", 0, "u1")  # the user's next evaluate
     assert buffer.pending() == [("e1", 0, "u1")]
-    spool.close()
 
 
 async def test_spooled_conversions_are_not_counted_as_accepted(
-    dead: aredis.Redis, client: aredis.Redis, tmp_path: Path
+    dead: aredis.Redis, redis_client: aredis.Redis, spool_factory: Callable[..., Spool]
 ) -> None:
-    spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
+    spool = spool_factory()
     writer = ConversionWriter(EventStore(dead), spool)
     assert await writer.write(("e1", "conversion", 0, "u1")) is True
     counts = family(writer, "edge_conversions")
     assert counts[("accepted",)] == 0 and counts[("spooled",)] == 1
-    live = ConversionWriter(EventStore(client), spool)
+    live = ConversionWriter(EventStore(redis_client), spool)
     experiment = str(uuid.uuid4())
     await live.write((experiment, "conversion", 0, "u1"))
     await live.write((experiment, "conversion", 0, "u1"))
     counts = family(live, "edge_conversions")
     assert (counts[("accepted",)], counts[("duplicate",)], counts[("spooled",)]) == (1, 1, 0)
-    spool.close()
 
 
-async def sync_on(url: str, lkg: Path, poll: float = 60.0) -> tuple[Sync, aredis.Redis]:
-    redis = aredis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.5)
-    pubsub = aredis.Redis.from_url(url, socket_connect_timeout=0.2)
-    sync = Sync(ConfigStore(redis), pubsub, lambda *_: None, poll_interval=poll, lkg_path=lkg)
+async def started(
+    redis_client_factory: Callable[..., aredis.Redis],
+    sync_factory: Callable[..., Sync],
+    url: str,
+    lkg: Path,
+) -> Sync:
+    store = ConfigStore(redis_client_factory(url, socket_connect_timeout=0.2, socket_timeout=0.5))
+    sync = sync_factory(store, url, poll_interval=60.0, lkg_path=lkg)
     await sync.start(wait=1.0)
-    return sync, redis
+    return sync
 
 
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -118,52 +108,48 @@ async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 async def test_the_snapshot_writer_keeps_trying_after_a_failure(
-    redis_server: RedisProcess, tmp_path: Path
+    redis_server: RedisProcess,
+    redis_client_factory: Callable[..., aredis.Redis],
+    sync_factory: Callable[..., Sync],
+    tmp_path: Path,
 ) -> None:
     blocker = tmp_path / "data"
     blocker.write_text("a file where the data directory should be")
     lkg = blocker / "snapshot.json"
-    sync, redis = await sync_on(redis_server.url, lkg)
-    try:
-        sync._changed()  # a change: the writer wakes up 0.5 s later and fails
-        await until(lambda: sync.lkg_write_errors >= 1)
-        assert family(sync, "edge_snapshot_write_errors")[()] >= 1
-        blocker.unlink()  # the disk is fixed: the next retry succeeds with no new change
-        await until(lkg.exists)
-        assert orjson.loads(lkg.read_bytes())["format"] == 1
-    finally:
-        await sync.stop()
-        await redis.aclose()
+    sync = await started(redis_client_factory, sync_factory, redis_server.url, lkg)
+    sync._changed()  # a change: the writer wakes up 0.5 s later and fails
+    await until(lambda: sync.lkg_write_errors >= 1)
+    assert family(sync, "edge_snapshot_write_errors")[()] >= 1
+    blocker.unlink()  # the disk is fixed: the next retry succeeds with no new change
+    await until(lkg.exists)
+    assert orjson.loads(lkg.read_bytes())["format"] == 1
 
 
 async def test_the_confirmed_age_of_a_snapshot_file_is_the_files_age(
-    redis_server: RedisProcess, tmp_path: Path
+    redis_server: RedisProcess,
+    redis_client_factory: Callable[..., aredis.Redis],
+    sync_factory: Callable[..., Sync],
+    tmp_path: Path,
 ) -> None:
     lkg = tmp_path / "snapshot.json"
-    warm, redis = await sync_on(redis_server.url, lkg)
+    warm = await started(redis_client_factory, sync_factory, redis_server.url, lkg)
     warm._changed()
     await until(lkg.exists)
     await warm.stop()
-    await redis.aclose()
     written = time.time() - 100
     os.utime(lkg, (written, written))
-    cold, redis = await sync_on(DEAD_REDIS, lkg)
-    try:
-        assert cold.from_lkg
-        age = family(cold, "edge_snapshot_confirmed_age_seconds")[()]
-        assert 99 <= age <= 110  # not the host's uptime
-    finally:
-        await cold.stop()
-        await redis.aclose()
+    cold = await started(redis_client_factory, sync_factory, DEAD_REDIS, lkg)
+    assert cold.from_lkg
+    age = family(cold, "edge_snapshot_confirmed_age_seconds")[()]
+    assert 99 <= age <= 110  # not the host's uptime
 
 
-async def test_local_files_are_private(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
+async def test_local_files_are_private(spool_factory: Callable[..., Spool], tmp_path: Path) -> None:
+    spool = spool_factory(directory=tmp_path / "spool")
     await spool.append(exposures=[("e", 0, "user-id")])
     (spooled,) = (tmp_path / "spool").glob("spool-*")
     assert stat.S_IMODE((tmp_path / "spool").stat().st_mode) == 0o700
     assert stat.S_IMODE(spooled.stat().st_mode) == 0o600
-    spool.close()
     write_atomically(tmp_path / "lkg" / "snapshot.json", b"{}")
     assert stat.S_IMODE((tmp_path / "lkg" / "snapshot.json").stat().st_mode) == 0o600
     loose = tmp_path / "loose"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,87 +15,67 @@ from proxy.store.exposures import ExposureBuffer
 from proxy.store.spool import Spool, SpoolFull
 from tests.support import RedisProcess
 
+pytestmark = pytest.mark.anyio
 
-def test_spooled_events_replay_once_and_the_files_go(
-    tmp_path: Path, redis_server: RedisProcess
+
+async def test_spooled_events_replay_once_and_the_files_go(
+    spool_factory: Callable[..., Spool], event_store: EventStore
 ) -> None:
     experiment = str(uuid.uuid4())
-
-    async def run() -> None:
-        spool = Spool(tmp_path, max_bytes=1 << 20)
-        await spool.append(conversions=[(experiment, "conversion", 1, "u1")])
-        await spool.append(
-            exposures=[(experiment, 0, "u2")], conversions=[(experiment, "conversion", 1, "u1")]
-        )
-        client = aredis.Redis.from_url(redis_server.url)
-        events = EventStore(client)
-        assert await spool.replay(events) == 3
-        assert await spool.replay(events) == 0  # nothing left, nothing counted twice
-        exposures, conversions = await events.counts(experiment, "conversion", 2)
-        assert (exposures, conversions) == ([1, 1], [0, 1])
-        assert not spool.pending()
-        spool.close()
-        await client.aclose()
-
-    asyncio.run(run())
+    spool = spool_factory(max_bytes=1 << 20)
+    await spool.append(conversions=[(experiment, "conversion", 1, "u1")])
+    await spool.append(
+        exposures=[(experiment, 0, "u2")], conversions=[(experiment, "conversion", 1, "u1")]
+    )
+    assert await spool.replay(event_store) == 3
+    assert await spool.replay(event_store) == 0  # nothing left, nothing counted twice
+    exposures, conversions = await event_store.counts(experiment, "conversion", 2)
+    assert (exposures, conversions) == ([1, 1], [0, 1])
+    assert not spool.pending()
 
 
-def test_a_torn_last_line_is_skipped_and_files_of_dead_processes_are_replayed(
-    tmp_path: Path, redis_server: RedisProcess
+async def test_a_torn_last_line_is_skipped_and_files_of_dead_processes_are_replayed(
+    tmp_path: Path, spool_factory: Callable[..., Spool], event_store: EventStore
 ) -> None:
     experiment = str(uuid.uuid4())
     dead = tmp_path / "spool-dead.log"
     dead.write_bytes(f'["c","{experiment}","conversion",0,"a"]\n["c","{experiment}","conv'.encode())
-
-    async def run() -> None:
-        client = aredis.Redis.from_url(redis_server.url)
-        events = EventStore(client)
-        assert await Spool(tmp_path, 1 << 20).replay(events) == 1
-        assert (await events.counts(experiment, "conversion", 1))[1] == [1]
-        assert not dead.exists()
-        await client.aclose()
-
-    asyncio.run(run())
+    assert await spool_factory(1 << 20, tmp_path).replay(event_store) == 1
+    assert (await event_store.counts(experiment, "conversion", 1))[1] == [1]
+    assert not dead.exists()
 
 
-def test_a_full_spool_refuses_instead_of_dropping(tmp_path: Path) -> None:
-    async def run() -> None:
-        spool = Spool(tmp_path, max_bytes=200)
-        await spool.append(conversions=[("e", "conversion", 0, "u" * 50)])
-        with pytest.raises(SpoolFull):
-            await spool.append(conversions=[("e", "conversion", 0, "v" * 150)])
-        assert spool.rejected == 1
-        spool.close()
-
-    asyncio.run(run())
+async def test_a_full_spool_refuses_instead_of_dropping(
+    spool_factory: Callable[..., Spool],
+) -> None:
+    spool = spool_factory(max_bytes=200)
+    await spool.append(conversions=[("e", "conversion", 0, "u" * 50)])
+    with pytest.raises(SpoolFull):
+        await spool.append(conversions=[("e", "conversion", 0, "v" * 150)])
+    assert spool.rejected == 1
 
 
-def test_exposures_are_deduplicated_bounded_and_spooled_when_redis_fails(
-    tmp_path: Path, redis_factory: Callable[..., RedisProcess]
+async def test_exposures_are_deduplicated_bounded_and_spooled_when_redis_fails(
+    redis_factory: Callable[..., RedisProcess],
+    redis_client_factory: Callable[..., aredis.Redis],
+    spool_factory: Callable[..., Spool],
 ) -> None:
     redis = redis_factory()
     experiment = str(uuid.uuid4())
-
-    async def run() -> None:
-        client = aredis.Redis.from_url(redis.url, socket_timeout=1, socket_connect_timeout=1)
-        events = EventStore(client)
-        spool = Spool(tmp_path, 1 << 20)
-        buffer = ExposureBuffer(events, spool, buffer_max=3, seen_max=1024)
-        for user in ("a", "b", "a", "a"):
-            buffer.record(experiment, 0, user)
-        assert len(buffer.pending()) == 2  # "a" once
-        buffer.record(experiment, 1, "c")
-        buffer.record(experiment, 1, "d")  # over the bound of 3: dropped and counted
-        assert (len(buffer.pending()), buffer.dropped) == (3, 1)
-        await buffer.flush()
-        assert buffer.written == 3
-        assert await client.smembers(keys.exposures(experiment, 0)) == {b"a", b"b"}
-        buffer.record(experiment, 1, "d")  # not remembered as seen when dropped: recorded now
-        redis.kill()
-        await buffer.flush()
-        assert (buffer.spooled, buffer.redis_errors) == (1, 1)
-        assert spool.pending()
-        spool.close()
-        await client.aclose()
-
-    asyncio.run(run())
+    client = redis_client_factory(redis.url, socket_timeout=1, socket_connect_timeout=1)
+    spool = spool_factory(1 << 20)
+    buffer = ExposureBuffer(EventStore(client), spool, buffer_max=3, seen_max=1024)
+    for user in ("a", "b", "a", "a"):
+        buffer.record(experiment, 0, user)
+    assert len(buffer.pending()) == 2  # "a" once
+    buffer.record(experiment, 1, "c")
+    buffer.record(experiment, 1, "d")  # over the bound of 3: dropped and counted
+    assert (len(buffer.pending()), buffer.dropped) == (3, 1)
+    await buffer.flush()
+    assert buffer.written == 3
+    assert await client.smembers(keys.exposures(experiment, 0)) == {b"a", b"b"}
+    buffer.record(experiment, 1, "d")  # not remembered as seen when dropped: recorded now
+    redis.kill()
+    await buffer.flush()
+    assert (buffer.spooled, buffer.redis_errors) == (1, 1)
+    assert spool.pending()

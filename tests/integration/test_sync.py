@@ -1,4 +1,5 @@
-"""Sync on a real Redis: first load, pub/sub, stale messages, reconnects, poll, LKG file."""
+"""Sync on a real Redis: first load, pub/sub, stale messages, reconnects, poll, LKG file; and
+the per-key rate limit over the keys it holds, on an injected clock."""
 
 from __future__ import annotations
 
@@ -6,25 +7,32 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import redis.asyncio as aredis
 
+from proxy import http
 from proxy.domain import model
 from proxy.domain.scope import ScopeState
+from proxy.edge.auth import Auth
 from proxy.edge.sync import Sync
+from proxy.errors import ApiError
 from proxy.store import keys
 from proxy.store.config import ConfigStore
 from proxy.store.embedded import free_port
-from tests.support import RedisProcess
+from tests.support import RedisProcess, lkg_flags
 
 NOW = "2024-01-01T00:00:00Z"
 TOKEN = "kr_live_" + "s" * 43
 Factory = Callable[..., RedisProcess]
 QUIET = 3600.0  # a poll interval that never fires: the change must come through pub/sub
 FAST = 0.2
+
+pytestmark = pytest.mark.anyio
 
 
 class CountingStore(ConfigStore):
@@ -39,32 +47,15 @@ class CountingStore(ConfigStore):
         return await super().load(scope)
 
 
+@dataclass
 class Harness:
     """One Sync under test and an independent writer, each with its own Redis clients."""
 
-    def __init__(
-        self, url: str, lkg_path: Path, poll_interval: float, pubsub_url: str = ""
-    ) -> None:
-        self.client = aredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self.store = CountingStore(self.client)
-        self.writer_client = aredis.Redis.from_url(url, socket_timeout=2)
-        self.writer = ConfigStore(self.writer_client)
-        self.sync = Sync(
-            self.store,
-            aredis.Redis.from_url(pubsub_url or url, socket_connect_timeout=2),
-            self.exposure,
-            poll_interval=poll_interval,
-            lkg_path=lkg_path,
-        )
-        self.exposures: list[tuple[str, int, str]] = []
-
-    def exposure(self, experiment_id: str, variant: int, user_id: str) -> None:
-        self.exposures.append((experiment_id, variant, user_id))
-
-    async def close(self) -> None:
-        await self.sync.stop()
-        await self.client.aclose()
-        await self.writer_client.aclose()
+    sync: Sync
+    store: CountingStore
+    writer: ConfigStore
+    writer_client: aredis.Redis
+    exposures: list[tuple[str, int, str]]
 
     def flags(self, project_id: str, user_id: str = "u1", env: str = "production") -> Any:
         plan = self.sync.snapshot.projects[project_id].plans[env]
@@ -74,6 +65,36 @@ class Harness:
         if project_id not in self.sync.snapshot.projects:
             return False
         return bool(self.flags(project_id).get(key, {}).get("value") == value)
+
+
+Harnesses = Callable[..., Harness]
+
+
+@pytest.fixture
+def harness(
+    redis_client_factory: Callable[..., aredis.Redis],
+    sync_factory: Callable[..., Sync],
+    tmp_path: Path,
+) -> Harnesses:
+    """Harnesses on `url`, not started; the factories they come from stop their syncs and
+    close their clients at teardown."""
+
+    def make(
+        url: str, poll_interval: float, *, lkg_path: Path | None = None, pubsub_url: str = ""
+    ) -> Harness:
+        store = CountingStore(redis_client_factory(url, socket_timeout=2, socket_connect_timeout=2))
+        writer_client = redis_client_factory(url, socket_timeout=2)
+        exposures: list[tuple[str, int, str]] = []
+        sync = sync_factory(
+            store,
+            pubsub_url or url,
+            poll_interval=poll_interval,
+            lkg_path=lkg_path or tmp_path / "lkg.json",
+            on_exposure=lambda *exposure: exposures.append(exposure),
+        )
+        return Harness(sync, store, ConfigStore(writer_client), writer_client, exposures)
+
+    return make
 
 
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -89,12 +110,12 @@ def project_record(project_id: str) -> dict[str, Any]:
     return model.new_project({"name": "Shop", "slug": "shop"}, id=project_id, now=NOW)
 
 
-def key_record(project_id: str) -> dict[str, Any]:
+def key_record(project_id: str, token: str = TOKEN) -> dict[str, Any]:
     body = {"name": "edge", "scopes": ["flags:evaluate"], "project_ids": [project_id]}
     record = model.new_key(
-        body, projects={project_id: {}}, id=str(uuid.uuid4()), now=NOW, token=TOKEN
+        body, projects={project_id: {}}, id=str(uuid.uuid4()), now=NOW, token=token
     )
-    return {**record, "token_sha256": hashlib.sha256(TOKEN.encode()).hexdigest()}
+    return {**record, "token_sha256": hashlib.sha256(token.encode()).hexdigest()}
 
 
 def flag_record(project_id: str, key: str, default: Any, *, enabled: bool = False) -> Any:
@@ -108,12 +129,14 @@ def flag_record(project_id: str, key: str, default: Any, *, enabled: bool = Fals
     return {**model.new_flag(body, id=str(uuid.uuid4()), now=NOW), "enabled": enabled}
 
 
-async def add_project(store: ConfigStore) -> str:
-    """A project (with an evaluate key) in the global scope; returns its id."""
+async def add_project(store: ConfigStore, *tokens: str) -> str:
+    """A project in the global scope, with an evaluate key per token (TOKEN's unless given);
+    returns its id."""
     project_id = str(uuid.uuid4())
     state = await store.load(keys.GLOBAL)
     state.put("projects", project_record(project_id))
-    state.put("keys", key_record(project_id))
+    for token in tokens or (TOKEN,):
+        state.put("keys", key_record(project_id, token))
     await store.commit(state)
     return project_id
 
@@ -131,133 +154,107 @@ async def put_flag(store: ConfigStore, project_id: str, key: str, default: Any) 
 # First load -----------------------------------------------------------------------------------
 
 
-def test_start_loads_every_scope_that_exists(redis_factory: Factory, tmp_path: Path) -> None:
-    redis = redis_factory()
-
-    async def main() -> None:
-        h = Harness(redis.url, tmp_path / "lkg.json", QUIET)
-        try:
-            project_id = await add_project(h.writer)
-            await put_flag(h.writer, project_id, "color", "blue")
-            enabled = flag_record(project_id, "banner", "off", enabled=True)
-            state = await h.writer.load(project_id)
-            state.put("flags", enabled)
-            rule = model.new_rule(
-                {"environment": "production", "value": "on"},
-                flag=enabled,
-                project=project_record(project_id),
-                segments={},
-                next_position=0,
-                id=str(uuid.uuid4()),
-                now=NOW,
-            )
-            state.put("rules", rule)
-            await h.writer.commit(state)
-
-            await h.sync.start(wait=5)
-            assert h.sync.loaded and not h.sync.from_lkg and h.sync.subscribed
-            snap = h.sync.snapshot
-            assert snap.global_version == 1
-            assert snap.projects[project_id].version == 2
-            api_key = snap.keys[hashlib.sha256(TOKEN.encode()).hexdigest()]
-            assert api_key.can_evaluate and api_key.allows(project_id)
-            assert not api_key.allows(str(uuid.uuid4()))
-            assert h.flags(project_id) == {
-                "color": {"value": "blue", "rule_id": None},
-                "banner": {"value": "on", "rule_id": rule["id"]},
-            }
-            assert h.sync.reconnects == 0
-        finally:
-            await h.close()
-
-    asyncio.run(main())
-
-
-def test_start_on_an_empty_redis_is_loaded_with_nothing(
-    redis_factory: Factory, tmp_path: Path
+async def test_start_loads_every_scope_that_exists(
+    redis_factory: Factory, harness: Harnesses
 ) -> None:
     redis = redis_factory()
+    h = harness(redis.url, QUIET)
+    project_id = await add_project(h.writer)
+    await put_flag(h.writer, project_id, "color", "blue")
+    enabled = flag_record(project_id, "banner", "off", enabled=True)
+    state = await h.writer.load(project_id)
+    state.put("flags", enabled)
+    rule = model.new_rule(
+        {"environment": "production", "value": "on"},
+        flag=enabled,
+        project=project_record(project_id),
+        segments={},
+        next_position=0,
+        id=str(uuid.uuid4()),
+        now=NOW,
+    )
+    state.put("rules", rule)
+    await h.writer.commit(state)
 
-    async def main() -> None:
-        h = Harness(redis.url, tmp_path / "lkg.json", QUIET)
-        try:
-            await h.sync.start(wait=5)
-            assert h.sync.loaded and not h.sync.from_lkg
-            assert h.sync.snapshot.global_version == 0
-            assert h.sync.snapshot.projects == {}
-            assert h.sync.snapshot.keys == {}
-        finally:
-            await h.close()
+    await h.sync.start(wait=5)
+    assert h.sync.loaded and not h.sync.from_lkg and h.sync.subscribed
+    snap = h.sync.snapshot
+    assert snap.global_version == 1
+    assert snap.projects[project_id].version == 2
+    api_key = snap.keys[hashlib.sha256(TOKEN.encode()).hexdigest()]
+    assert api_key.can_evaluate and api_key.allows(project_id)
+    assert not api_key.allows(str(uuid.uuid4()))
+    assert h.flags(project_id) == {
+        "color": {"value": "blue", "rule_id": None},
+        "banner": {"value": "on", "rule_id": rule["id"]},
+    }
+    assert h.sync.reconnects == 0
 
-    asyncio.run(main())
+
+async def test_start_on_an_empty_redis_is_loaded_with_nothing(
+    redis_factory: Factory, harness: Harnesses
+) -> None:
+    redis = redis_factory()
+    h = harness(redis.url, QUIET)
+    await h.sync.start(wait=5)
+    assert h.sync.loaded and not h.sync.from_lkg
+    assert h.sync.snapshot.global_version == 0
+    assert h.sync.snapshot.projects == {}
+    assert h.sync.snapshot.keys == {}
 
 
 # Pub/sub --------------------------------------------------------------------------------------
 
 
-def test_a_commit_on_another_client_is_applied_through_pubsub(
-    redis_factory: Factory, tmp_path: Path
+async def test_a_commit_on_another_client_is_applied_through_pubsub(
+    redis_factory: Factory, harness: Harnesses
 ) -> None:
     redis = redis_factory()
+    h = harness(redis.url, QUIET)
+    changed: list[int] = []
+    h.sync.listeners.append(lambda: changed.append(1))
+    await h.sync.start(wait=5)
+    project_id = await add_project(h.writer)  # a project born after the start
+    await put_flag(h.writer, project_id, "color", "blue")
+    await until(lambda: h.serves(project_id, "color", "blue"))
 
-    async def main() -> None:
-        h = Harness(redis.url, tmp_path / "lkg.json", QUIET)
-        changed: list[int] = []
-        h.sync.listeners.append(lambda: changed.append(1))
-        try:
-            await h.sync.start(wait=5)
-            project_id = await add_project(h.writer)  # a project born after the start
-            await put_flag(h.writer, project_id, "color", "blue")
-            await until(lambda: h.serves(project_id, "color", "blue"))
-
-            version = await put_flag(h.writer, project_id, "color", "green")
-            await until(lambda: h.serves(project_id, "color", "green"))
-            assert h.sync.held_version(project_id) == version
-            assert h.sync.held_version(keys.GLOBAL) == 1
-            assert changed
-            assert h.sync.reconnects == 0
-        finally:
-            await h.close()
-
-    asyncio.run(main())
+    version = await put_flag(h.writer, project_id, "color", "green")
+    await until(lambda: h.serves(project_id, "color", "green"))
+    assert h.sync.held_version(project_id) == version
+    assert h.sync.held_version(keys.GLOBAL) == 1
+    assert changed
+    assert h.sync.reconnects == 0
 
 
-def test_a_message_with_an_older_or_equal_version_is_ignored(
-    redis_factory: Factory, tmp_path: Path
+async def test_a_message_with_an_older_or_equal_version_is_ignored(
+    redis_factory: Factory, harness: Harnesses
 ) -> None:
     redis = redis_factory()
+    h = harness(redis.url, QUIET)
+    project_id = await add_project(h.writer)
+    for value in ("a", "b", "c"):
+        held = await put_flag(h.writer, project_id, "color", value)
+    await h.sync.start(wait=5)
+    assert h.sync.held_version(project_id) == held == 3
+    h.store.loads.clear()
 
-    async def main() -> None:
-        h = Harness(redis.url, tmp_path / "lkg.json", QUIET)
-        try:
-            project_id = await add_project(h.writer)
-            for value in ("a", "b", "c"):
-                held = await put_flag(h.writer, project_id, "color", value)
-            await h.sync.start(wait=5)
-            assert h.sync.held_version(project_id) == held == 3
-            h.store.loads.clear()
+    stale = [
+        {"scope": project_id, "version": held - 1},
+        {"scope": project_id, "version": held},
+        {"scope": keys.GLOBAL, "version": 0},
+        {"scope": keys.GLOBAL, "version": 1},
+    ]
+    for message in stale:
+        await h.writer_client.publish(keys.CHANGES_CHANNEL, orjson.dumps(message))
+    for junk in (b"not json", b"[]", b"{}", b'{"scope": "g"}', b'{"version": "x"}'):
+        await h.writer_client.publish(keys.CHANGES_CHANNEL, junk)
+    # A real change last: the listener handles messages in order, so once it is served
+    # every message above has been handled.
+    await put_flag(h.writer, project_id, "color", "d")
+    await until(lambda: h.serves(project_id, "color", "d"))
 
-            stale = [
-                {"scope": project_id, "version": held - 1},
-                {"scope": project_id, "version": held},
-                {"scope": keys.GLOBAL, "version": 0},
-                {"scope": keys.GLOBAL, "version": 1},
-            ]
-            for message in stale:
-                await h.writer_client.publish(keys.CHANGES_CHANNEL, orjson.dumps(message))
-            for junk in (b"not json", b"[]", b"{}", b'{"scope": "g"}', b'{"version": "x"}'):
-                await h.writer_client.publish(keys.CHANGES_CHANNEL, junk)
-            # A real change last: the listener handles messages in order, so once it is served
-            # every message above has been handled.
-            await put_flag(h.writer, project_id, "color", "d")
-            await until(lambda: h.serves(project_id, "color", "d"))
-
-            assert h.store.loads == [project_id]
-            assert h.sync.reconnects == 0
-        finally:
-            await h.close()
-
-    asyncio.run(main())
+    assert h.store.loads == [project_id]
+    assert h.sync.reconnects == 0
 
 
 async def kill_pubsub_clients(admin: aredis.Redis) -> int:
@@ -269,219 +266,255 @@ async def subscribers(admin: aredis.Redis) -> int:
     return int(reply[1])
 
 
-def test_after_its_pubsub_connection_is_killed_the_sync_resubscribes(
-    redis_factory: Factory, tmp_path: Path
+async def test_after_its_pubsub_connection_is_killed_the_sync_resubscribes(
+    redis_factory: Factory, harness: Harnesses
 ) -> None:
     redis = redis_factory()
-
-    async def main() -> None:
-        h = Harness(redis.url, tmp_path / "lkg.json", QUIET)
-        try:
-            project_id = await add_project(h.writer)
-            await h.sync.start(wait=5)
-            assert await kill_pubsub_clients(h.writer_client) == 1
-            await until(lambda: h.sync.reconnects >= 1 and h.sync.subscribed)
-            await put_flag(h.writer, project_id, "color", "after-reconnect")
-            await until(lambda: h.serves(project_id, "color", "after-reconnect"))
-        finally:
-            await h.close()
-
-    asyncio.run(main())
+    h = harness(redis.url, QUIET)
+    project_id = await add_project(h.writer)
+    await h.sync.start(wait=5)
+    assert await kill_pubsub_clients(h.writer_client) == 1
+    await until(lambda: h.sync.reconnects >= 1 and h.sync.subscribed)
+    await put_flag(h.writer, project_id, "color", "after-reconnect")
+    await until(lambda: h.serves(project_id, "color", "after-reconnect"))
 
 
-def test_a_change_made_while_the_sync_was_cut_off_is_served_once_it_reconnects(
-    redis_factory: Factory, tmp_path: Path
+async def test_a_change_made_while_the_sync_was_cut_off_is_served_once_it_reconnects(
+    redis_factory: Factory, harness: Harnesses
 ) -> None:
     redis = redis_factory()
     # The sync subscribes as its own ACL user, so the test can keep it from reconnecting.
-    admin = redis.client()
-    admin.execute_command("ACL", "SETUSER", "edge", "on", ">secret", "~*", "&*", "+@all")
     pubsub_url = f"redis://edge:secret@127.0.0.1:{redis.port}/0"
+    h = harness(redis.url, QUIET, pubsub_url=pubsub_url)
+    await h.writer_client.execute_command(
+        "ACL", "SETUSER", "edge", "on", ">secret", "~*", "&*", "+@all"
+    )
+    project_id = await add_project(h.writer)
+    await put_flag(h.writer, project_id, "color", "before")
+    await h.sync.start(wait=5)
+    assert h.serves(project_id, "color", "before")
 
-    async def main() -> None:
-        h = Harness(redis.url, tmp_path / "lkg.json", QUIET, pubsub_url=pubsub_url)
-        try:
-            project_id = await add_project(h.writer)
-            await put_flag(h.writer, project_id, "color", "before")
-            await h.sync.start(wait=5)
-            assert h.serves(project_id, "color", "before")
+    await h.writer_client.execute_command("ACL", "SETUSER", "edge", "off")
+    assert await kill_pubsub_clients(h.writer_client) == 1
+    await until(lambda: h.sync.reconnects >= 2)  # a reconnection has already failed
+    assert await subscribers(h.writer_client) == 0
+    await put_flag(h.writer, project_id, "color", "while-cut-off")  # nobody hears it
 
-            await h.writer_client.execute_command("ACL", "SETUSER", "edge", "off")
-            assert await kill_pubsub_clients(h.writer_client) == 1
-            await until(lambda: h.sync.reconnects >= 2)  # a reconnection has already failed
-            assert await subscribers(h.writer_client) == 0
-            await put_flag(h.writer, project_id, "color", "while-cut-off")  # nobody hears it
-
-            await h.writer_client.execute_command("ACL", "SETUSER", "edge", "on")
-            await until(lambda: h.serves(project_id, "color", "while-cut-off"))
-            assert h.sync.subscribed
-            assert await subscribers(h.writer_client) == 1
-        finally:
-            await h.close()
-
-    try:
-        asyncio.run(main())
-    finally:
-        admin.close()
+    await h.writer_client.execute_command("ACL", "SETUSER", "edge", "on")
+    await until(lambda: h.serves(project_id, "color", "while-cut-off"))
+    assert h.sync.subscribed
+    assert await subscribers(h.writer_client) == 1
 
 
-def test_a_change_whose_message_was_lost_is_found_by_the_version_poll(
-    redis_factory: Factory, tmp_path: Path
+async def test_a_change_whose_message_was_lost_is_found_by_the_version_poll(
+    redis_factory: Factory, harness: Harnesses
 ) -> None:
     redis = redis_factory()
-
-    async def main() -> None:
-        h = Harness(redis.url, tmp_path / "lkg.json", FAST)
-        try:
-            project_id = await add_project(h.writer)
-            await h.sync.start(wait=5)
-            # Write a flag as the commit script would, but publish nothing: a dropped message.
-            record = flag_record(project_id, "silent", "polled")
-            await h.writer_client.hset(
-                keys.records(project_id, "flags"), record["id"], orjson.dumps(record)
-            )
-            await h.writer_client.incr(keys.version(project_id))
-            await until(lambda: h.serves(project_id, "silent", "polled"))
-            assert h.sync.reconnects == 0
-        finally:
-            await h.close()
-
-    asyncio.run(main())
+    h = harness(redis.url, FAST)
+    project_id = await add_project(h.writer)
+    await h.sync.start(wait=5)
+    # Write a flag as the commit script would, but publish nothing: a dropped message.
+    record = flag_record(project_id, "silent", "polled")
+    await h.writer_client.hset(
+        keys.records(project_id, "flags"), record["id"], orjson.dumps(record)
+    )
+    await h.writer_client.incr(keys.version(project_id))
+    await until(lambda: h.serves(project_id, "silent", "polled"))
+    assert h.sync.reconnects == 0
 
 
 # Last-known-good file -------------------------------------------------------------------------
 
 
-def lkg_flags(path: Path, project_id: str) -> dict[str, Any]:
-    """Flag key -> default value in the LKG file; empty while it is missing or incomplete."""
-    try:
-        doc = orjson.loads(path.read_bytes())
-        flags = doc["projects"][project_id]["records"]["flags"].values()
-    except (OSError, ValueError, KeyError):
-        return {}
-    return {f["key"]: f["default_value"] for f in flags}
-
-
-def test_the_lkg_file_serves_a_cold_start_while_redis_is_unreachable(
-    redis_factory: Factory, tmp_path: Path
+async def test_the_lkg_file_serves_a_cold_start_while_redis_is_unreachable(
+    redis_factory: Factory, harness: Harnesses, tmp_path: Path
 ) -> None:
     redis = redis_factory()
     lkg = tmp_path / "data" / "snapshot.json"
-    project_id = ""
-
-    async def warm() -> None:
-        nonlocal project_id
-        h = Harness(redis.url, lkg, QUIET)
-        try:
-            project_id = await add_project(h.writer)
-            await put_flag(h.writer, project_id, "color", "blue")
-            await h.sync.start(wait=5)
-            await until(lambda: lkg_flags(lkg, project_id) == {"color": "blue"})
-            await put_flag(h.writer, project_id, "color", "green")  # the file follows changes
-            await until(lambda: lkg_flags(lkg, project_id) == {"color": "green"})
-        finally:
-            await h.close()
-
-    asyncio.run(warm())
+    warm = harness(redis.url, QUIET, lkg_path=lkg)
+    project_id = await add_project(warm.writer)
+    await put_flag(warm.writer, project_id, "color", "blue")
+    await warm.sync.start(wait=5)
+    await until(lambda: lkg_flags(lkg, project_id) == {"color": "blue"})
+    await put_flag(warm.writer, project_id, "color", "green")  # the file follows changes
+    await until(lambda: lkg_flags(lkg, project_id) == {"color": "green"})
+    await warm.sync.stop()
     redis.kill()
 
-    async def cold() -> None:
-        h = Harness(redis.url, lkg, FAST)
-        try:
-            await h.sync.start(wait=0.5)
-            assert h.sync.loaded and h.sync.from_lkg
-            assert h.serves(project_id, "color", "green")
-            assert hashlib.sha256(TOKEN.encode()).hexdigest() in h.sync.snapshot.keys
-            assert h.sync.snapshot.projects[project_id].version == 2
-        finally:
-            await h.close()
+    cold = harness(redis.url, FAST, lkg_path=lkg)
+    await cold.sync.start(wait=0.5)
+    assert cold.sync.loaded and cold.sync.from_lkg
+    assert cold.serves(project_id, "color", "green")
+    assert hashlib.sha256(TOKEN.encode()).hexdigest() in cold.sync.snapshot.keys
+    assert cold.sync.snapshot.projects[project_id].version == 2
+    await cold.sync.stop()
 
-        direct = Harness(redis.url, lkg, FAST)
-        try:
-            assert direct.sync.load_lkg() is True
-            assert direct.sync.loaded and direct.sync.from_lkg
-            assert direct.serves(project_id, "color", "green")
-        finally:
-            await direct.close()
-
-    asyncio.run(cold())
+    direct = harness(redis.url, FAST, lkg_path=lkg)
+    assert direct.sync.load_lkg() is True
+    assert direct.sync.loaded and direct.sync.from_lkg
+    assert direct.serves(project_id, "color", "green")
 
 
-async def warm_lkg(url: str, lkg: Path, value: str) -> str:
-    """Run a sync on `url` until its LKG file holds a project with flag color=`value`."""
-    h = Harness(url, lkg, QUIET)
-    try:
-        project_id = await add_project(h.writer)
-        await put_flag(h.writer, project_id, "color", value)
-        await h.sync.start(wait=5)
-        await until(lambda: lkg_flags(lkg, project_id) == {"color": value})
-        return project_id
-    finally:
-        await h.close()
+async def warm_lkg(harness: Harnesses, url: str, lkg: Path, value: str) -> str:
+    """Run a sync on `url` until its LKG file holds a project with flag color=`value`; it is
+    stopped when this returns."""
+    h = harness(url, QUIET, lkg_path=lkg)
+    project_id = await add_project(h.writer)
+    await put_flag(h.writer, project_id, "color", value)
+    await h.sync.start(wait=5)
+    await until(lambda: lkg_flags(lkg, project_id) == {"color": value})
+    await h.sync.stop()
+    return project_id
 
 
-def test_redis_coming_back_replaces_the_lkg_snapshot(
-    redis_factory: Factory, tmp_path: Path
+async def test_redis_coming_back_replaces_the_lkg_snapshot(
+    redis_factory: Factory, harness: Harnesses, tmp_path: Path
 ) -> None:
-    first = redis_factory(persist=True)
+    redis = redis_factory(persist=True)
     lkg = tmp_path / "snapshot.json"
-    project_id = asyncio.run(warm_lkg(first.url, lkg, "from-file"))
-    first.kill()
+    project_id = await warm_lkg(harness, redis.url, lkg, "from-file")
+    redis.kill()
 
-    async def cold() -> None:
-        h = Harness(first.url, lkg, FAST)
-        again = RedisProcess(first.directory, port=first.port, persist=True)
-        try:
-            await h.sync.start(wait=0.5)
-            assert h.sync.from_lkg and h.serves(project_id, "color", "from-file")
-            again.start()  # the same data, from its append-only file
-            await put_flag(h.writer, project_id, "color", "from-redis")
-            await until(lambda: not h.sync.from_lkg)
-            await until(lambda: h.serves(project_id, "color", "from-redis"))
-        finally:
-            await h.close()
-            again.kill()
-
-    asyncio.run(cold())
+    h = harness(redis.url, FAST, lkg_path=lkg)
+    await h.sync.start(wait=0.5)
+    assert h.sync.from_lkg and h.serves(project_id, "color", "from-file")
+    redis.start()  # the same port and data, from its append-only file
+    await put_flag(h.writer, project_id, "color", "from-redis")
+    await until(lambda: not h.sync.from_lkg)
+    await until(lambda: h.serves(project_id, "color", "from-redis"))
 
 
-def test_a_project_redis_no_longer_has_is_dropped_after_an_lkg_start(
-    redis_factory: Factory, tmp_path: Path
+async def test_a_project_redis_no_longer_has_is_dropped_after_an_lkg_start(
+    redis_factory: Factory, harness: Harnesses, tmp_path: Path
 ) -> None:
     first = redis_factory()
     lkg = tmp_path / "snapshot.json"
-    project_id = asyncio.run(warm_lkg(first.url, lkg, "stale"))
+    project_id = await warm_lkg(harness, first.url, lkg, "stale")
     port = first.port
     first.kill()
 
-    async def cold() -> None:
-        h = Harness(first.url, lkg, FAST)
-        try:
-            await h.sync.start(wait=0.5)
-            assert h.sync.from_lkg and h.serves(project_id, "color", "stale")
-            redis_factory(port=port)  # an empty Redis at the same address: it is the truth now
-            await until(lambda: not h.sync.from_lkg)
-            assert h.sync.snapshot.global_records["projects"] == {}
-            assert project_id not in h.sync.snapshot.projects
-        finally:
-            await h.close()
-
-    asyncio.run(cold())
+    h = harness(first.url, FAST, lkg_path=lkg)
+    await h.sync.start(wait=0.5)
+    assert h.sync.from_lkg and h.serves(project_id, "color", "stale")
+    redis_factory(port=port)  # an empty Redis at the same address: it is the truth now
+    await until(lambda: not h.sync.from_lkg)
+    assert h.sync.snapshot.global_records["projects"] == {}
+    assert project_id not in h.sync.snapshot.projects
 
 
-def test_load_lkg_without_a_usable_file_serves_nothing(tmp_path: Path) -> None:
-    async def main() -> None:
-        missing = tmp_path / "missing.json"
-        corrupt = tmp_path / "corrupt.json"
-        corrupt.write_bytes(b'{"format": 1, "global": ')
-        other_format = tmp_path / "v2.json"
-        other_format.write_bytes(b'{"format": 2}')
-        for path in (missing, corrupt, other_format):
-            h = Harness(f"redis://127.0.0.1:{free_port()}/0", path, FAST)
-            try:
-                assert h.sync.load_lkg() is False
-                assert not h.sync.loaded and not h.sync.from_lkg
-            finally:
-                await h.close()
+async def test_load_lkg_without_a_usable_file_serves_nothing(
+    harness: Harnesses, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.json"
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_bytes(b'{"format": 1, "global": ')
+    other_format = tmp_path / "v2.json"
+    other_format.write_bytes(b'{"format": 2}')
+    for path in (missing, corrupt, other_format):
+        h = harness(f"redis://127.0.0.1:{free_port()}/0", FAST, lkg_path=path)
+        assert h.sync.load_lkg() is False
+        assert not h.sync.loaded and not h.sync.from_lkg
 
-    asyncio.run(main())
+
+# Rate limit over the synced keys, on an injected clock ----------------------------------------
+
+OTHER_TOKEN = "kr_live_" + "t" * 43
+
+
+class Clock:
+    """The token buckets' time, moved by the test (a double for time.monotonic, never for
+    Redis): refills are exact, and no test waits for one."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0  # binary fractions of a second added to it stay exact
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def request(token: str) -> http.Scope:
+    """A request's ASGI scope, as far as Auth reads one: its Authorization header."""
+    return {"type": "http", "headers": [(b"authorization", b"Bearer " + token.encode())]}
+
+
+def refusal(auth: Auth, token: str) -> ApiError:
+    with pytest.raises(ApiError) as refused:
+        auth.key(request(token))
+    return refused.value
+
+
+@pytest.fixture
+async def synced(redis_factory: Factory, harness: Harnesses) -> Sync:
+    """A started sync holding one project with two evaluate keys: TOKEN's and OTHER_TOKEN's."""
+    h = harness(redis_factory().url, QUIET)
+    await add_project(h.writer, TOKEN, OTHER_TOKEN)
+    await h.sync.start(wait=5)
+    return h.sync
+
+
+async def test_a_key_spends_a_burst_of_one_seconds_worth_then_gets_a_429_with_retry_after(
+    synced: Sync,
+) -> None:
+    auth = Auth(synced, 4, clock=Clock())
+    for _ in range(4):
+        assert auth.key(request(TOKEN)).can_evaluate
+    refused = refusal(auth, TOKEN)
+    assert (refused.status, refused.message) == (429, "Rate limit exceeded")
+    assert refused.extra == {"retry_after": 1}
+    assert refused.headers == [(b"retry-after", b"1")]
+    assert auth.limited == 1
+
+
+async def test_a_bucket_refills_at_the_rate_and_never_beyond_one_burst(synced: Sync) -> None:
+    clock = Clock()
+    auth = Auth(synced, 4, clock=clock)
+    for _ in range(4):
+        auth.key(request(TOKEN))
+    clock.now += 0.25  # one token's worth at 4 per second
+    auth.key(request(TOKEN))
+    assert refusal(auth, TOKEN).status == 429
+    clock.now += 60  # a quiet minute refills the burst, and no more
+    for _ in range(4):
+        auth.key(request(TOKEN))
+    assert refusal(auth, TOKEN).status == 429
+    assert auth.limited == 2
+
+
+async def test_a_refusal_spends_nothing_and_waiting_retry_after_is_enough(synced: Sync) -> None:
+    clock = Clock()
+    auth = Auth(synced, 4, clock=clock)
+    for _ in range(4):
+        auth.key(request(TOKEN))
+    clock.now += 0.125  # half a token
+    assert refusal(auth, TOKEN).extra["retry_after"] == 1  # (1 - 0.5) / 4 s, rounded up
+    clock.now += 0.125  # the half kept through the refusal, and another half
+    auth.key(request(TOKEN))
+    wait = refusal(auth, TOKEN).extra["retry_after"]
+    clock.now += wait
+    auth.key(request(TOKEN))
+    assert auth.limited == 2
+
+
+async def test_each_key_has_a_bucket_of_its_own(synced: Sync) -> None:
+    clock = Clock()
+    auth = Auth(synced, 2, clock=clock)
+    mine = auth.key(request(TOKEN))
+    auth.key(request(TOKEN))
+    assert refusal(auth, TOKEN).status == 429
+    other = auth.key(request(OTHER_TOKEN))  # the first key's spending is not its own
+    auth.key(request(OTHER_TOKEN))
+    assert refusal(auth, OTHER_TOKEN).status == 429
+    assert other.id != mine.id and set(auth.buckets) == {mine.id, other.id}
+    assert refusal(auth, "kr_live_unknown").status == 401  # no key, no bucket
+    assert set(auth.buckets) == {mine.id, other.id}
+    clock.now += 0.5  # a token each
+    assert auth.key(request(TOKEN)).id == mine.id
+    assert auth.key(request(OTHER_TOKEN)).id == other.id
+    assert auth.limited == 2
+
+
+async def test_a_rate_of_zero_turns_the_limit_off(synced: Sync) -> None:
+    auth = Auth(synced, 0, clock=Clock())
+    for _ in range(1000):
+        auth.key(request(TOKEN))
+    assert auth.buckets == {} and auth.limited == 0
