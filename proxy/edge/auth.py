@@ -32,6 +32,9 @@ class Auth:
         self._cache: dict[bytes, ApiKey] = {}
         self._cache_for: object = None
         self.rate = rate_per_second
+        # A burst of one second's worth, and at least one request: below 1/s a smaller bucket
+        # could never hold the token a request spends.
+        self.burst = max(1.0, rate_per_second)
         self.buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, at)
         self.limited = 0
 
@@ -62,8 +65,8 @@ class Auth:
 
     def _spend(self, key_id: str) -> None:
         now = self.clock()
-        tokens, at = self.buckets.get(key_id, (self.rate, now))
-        tokens = min(self.rate, tokens + (now - at) * self.rate)
+        tokens, at = self.buckets.get(key_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
         if tokens < 1:
             self.buckets[key_id] = (tokens, now)
             self.limited += 1

@@ -518,3 +518,16 @@ async def test_a_rate_of_zero_turns_the_limit_off(synced: Sync) -> None:
     for _ in range(1000):
         auth.key(request(TOKEN))
     assert auth.buckets == {} and auth.limited == 0
+
+
+async def test_a_rate_below_one_per_second_still_admits_one_request_per_period(
+    synced: Sync,
+) -> None:
+    clock = Clock()
+    auth = Auth(synced, 0.5, clock=clock)  # one request every two seconds
+    auth.key(request(TOKEN))
+    refused = refusal(auth, TOKEN)
+    assert refused.extra == {"retry_after": 2}
+    clock.now += 2
+    auth.key(request(TOKEN))
+    assert auth.limited == 1
