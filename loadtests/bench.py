@@ -38,6 +38,7 @@ class Plan:
     warmup: int  # seconds of load on each server and route before it is measured
     rounds: int  # propagation rounds
     wrk: bool = True  # False: the asyncio load generator even where wrk is available
+    rounds_of_throughput: int = 3  # interleaved rounds; each figure is their median
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> Plan:
@@ -88,6 +89,11 @@ class Measured:
         if self.loadgen_cpu >= SATURATED:
             return text + "  (held back by the load generator)"
         return text + "  (the server was not saturated)"
+
+
+def median_of(runs: list[Measured]) -> Measured:
+    """The run of median req/s (its latencies and CPU with it: one real run, not a blend)."""
+    return sorted(runs, key=lambda m: m.load.rps)[len(runs) // 2]
 
 
 def say(text: str) -> None:
@@ -161,7 +167,7 @@ class Bench:
             realistic = self.build(api, redis_url, "realistic", scenarios.REALISTIC)
             large = self.build(api, redis_url, "large", scenarios.LARGE)
             plain = self.build(api, redis_url, "realistic without rules", scenarios.WITHOUT_RULES)
-            self.throughput(baseline, proxy, api, realistic, large, plain)
+            self.throughput(baseline, proxy, api, realistic, large, plain, redis_url)
             self.metrics_cost(proxy, redis_url, realistic)
             self.propagation(api, redis_url, {"": realistic, "_large": large})
         finally:
@@ -216,40 +222,63 @@ class Bench:
         realistic: scenarios.Project,
         large: scenarios.Project,
         plain: scenarios.Project,
+        redis_url: str,
     ) -> None:
-        """The baseline before and after the proxy's figures: the better run is the ceiling
-        (other work on the machine only ever lowers a run)."""
+        """Rounds of: the baseline, then each route on the proxy with the fast path and on one
+        without it (EDGE_FAST_PATH=0), the order alternating between rounds. Each figure is the
+        median of its rounds, so a burst of other work on the machine moves one round only;
+        ratios are of medians, to the baseline's median."""
+        asgi = procs.start_proxy(
+            self.procs, "proxy-asgi", redis_url, self.token, EDGE_FAST_PATH="0"
+        )
         experiment = realistic.experiments[0]
         base_bodies = self.bodies("baseline", scenarios.evaluate_bodies(NO_PROJECT))
-        say(f"throughput: {self.plan.warmup}s warm-up, then {self.plan.duration}s, each:")
-        say("baseline, evaluate_realistic, evaluate_no_rules, evaluate_large, track, baseline")
-        first = self.measure(baseline, "/", base_bodies)
-        runs = {
-            "evaluate_realistic": (
-                self.measure(proxy, EVALUATE, self.evaluate_bodies(realistic)),
-                realistic.facts,
-            ),
-            "evaluate_no_rules": (
-                self.measure(proxy, EVALUATE, self.evaluate_bodies(plain)),
-                plain.facts,
-            ),
-            "evaluate_large": (
-                self.measure(proxy, EVALUATE, self.evaluate_bodies(large)),
-                large.facts,
-            ),
-            "track": (
-                self.measure(
-                    proxy, TRACK, self.bodies("track", scenarios.track_bodies(experiment))
-                ),
-                {"distinct_converters": self.converters(api, experiment)},
-            ),
+        routes = {
+            "evaluate_realistic": (EVALUATE, self.evaluate_bodies(realistic), realistic.facts),
+            "evaluate_no_rules": (EVALUATE, self.evaluate_bodies(plain), plain.facts),
+            "evaluate_large": (EVALUATE, self.evaluate_bodies(large), large.facts),
+            "track": (TRACK, self.bodies("track", scenarios.track_bodies(experiment)), {}),
         }
-        second = self.measure(baseline, "/", base_bodies)
-        best = max(first, second, key=lambda m: m.load.rps)
-        runs_rps = [round(first.load.rps), round(second.load.rps)]
-        self.record("baseline", best.text(), {**best.figure(), "runs_rps": runs_rps})
-        for name, (measured, facts) in runs.items():
-            self.record(name, measured.text(best), {**measured.figure(best), **facts})
+        rounds = self.plan.rounds_of_throughput
+        say(
+            f"throughput: {rounds} rounds of {self.plan.warmup}s warm-up then {self.plan.duration}s"
+        )
+        say("each: baseline, then every route on the fast path and with EDGE_FAST_PATH=0")
+        base: list[Measured] = []
+        runs: dict[str, dict[str, list[Measured]]] = {n: {"fast": [], "asgi": []} for n in routes}
+        try:
+            for n in range(rounds):
+                base.append(self.measure(baseline, "/", base_bodies))
+                servers = [("fast", proxy), ("asgi", asgi)]
+                for name, (path, bodies, _) in routes.items():
+                    for setting, server in servers if n % 2 == 0 else servers[::-1]:
+                        runs[name][setting].append(self.measure(server, path, bodies))
+        finally:
+            self.procs.stop(asgi.child)
+        best = median_of(base)
+        self.record(
+            "baseline",
+            best.text()
+            + f"  (median of {rounds}; req/s {' '.join(f'{m.load.rps:.0f}' for m in base)})",
+            {**best.figure(), "runs_rps": [round(m.load.rps) for m in base]},
+        )
+        for name, (_, _, facts) in routes.items():
+            fast, slow = median_of(runs[name]["fast"]), median_of(runs[name]["asgi"])
+            text = fast.text(best) + f"  p99/p50={fast.load.p99_ms / fast.load.p50_ms:.1f}"
+            text += f"  | fast_path=0: req/s={slow.load.rps:.0f} p99={slow.load.p99_ms:.2f}ms"
+            text += f" ratio={slow.load.rps / best.load.rps:.2f}"
+            figure = {
+                **fast.figure(best),
+                "runs_rps": [round(m.load.rps) for m in runs[name]["fast"]],
+                "fast_path_off": {
+                    **slow.figure(best),
+                    "runs_rps": [round(m.load.rps) for m in runs[name]["asgi"]],
+                },
+                **facts,
+            }
+            if name == "track":
+                figure["distinct_converters"] = self.converters(api, experiment)
+            self.record(name, text, figure)
 
     def metrics_cost(
         self, proxy: procs.Server, redis_url: str, realistic: scenarios.Project

@@ -15,7 +15,9 @@ The reference closures of proxy/edge/snapshot.py give the same bytes and the sam
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from types import CodeType
 from typing import Any
 
 import orjson
@@ -177,9 +179,27 @@ def generate(
         "EXPOSE": expose_of(sink, flags),
         "__builtins__": {"type": type, "str": str, "int": int, "float": float},
     }
-    exec(compile("\n".join(w.lines), "<generated render>", "exec"), namespace)
+    exec(_code("\n".join(w.lines)), namespace)
     render: Render = namespace["render"]
     return render
+
+
+_CODE: OrderedDict[str, CodeType] = OrderedDict()
+_CODE_MAX = 256
+
+
+def _code(source: str) -> CodeType:
+    """The compiled source, kept while it is among the last few used: a change that keeps a
+    plan's shape (a default value, a rule's value, most changes of another environment) gives
+    the same source with other constants, so compile() runs only when the shape changes."""
+    code = _CODE.get(source)
+    if code is None:
+        code = _CODE[source] = compile(source, "<generated render>", "exec")
+        if len(_CODE) > _CODE_MAX:
+            _CODE.popitem(last=False)
+    else:
+        _CODE.move_to_end(source)
+    return code
 
 
 def _outcomes(ir: FlagIR) -> list[Outcome]:

@@ -37,13 +37,25 @@ from proxy.edge.plan import (
 Records = Mapping[str, Mapping[str, Any]]  # kind -> id -> record, as stored
 
 
-@dataclass(frozen=True, slots=True)
 class CompiledFlag:
-    key: str
-    static: Outcome | None  # the answer for everyone, or None when it depends on the user
-    evaluate: FlagFn  # the reference closure
-    needs_user: bool
-    ir: FlagIR
+    """A flag of a plan: its IR, and its reference closure, built on first use (OFREP single
+    calls and `flags`-filtered evaluates; the generated render needs none)."""
+
+    __slots__ = ("_evaluate", "ir", "key", "needs_user", "sink", "static")
+
+    def __init__(self, ir: FlagIR, sink: ExposureSink | GroupingSink) -> None:
+        self.ir = ir
+        self.key = ir.key
+        self.static = ir.static  # the answer for everyone, or None when it depends on the user
+        self.needs_user = ir.needs_user
+        self.sink = sink
+        self._evaluate: FlagFn | None = None
+
+    @property
+    def evaluate(self) -> FlagFn:
+        if self._evaluate is None:
+            self._evaluate = closure(self.ir, self.sink)
+        return self._evaluate
 
 
 Render = Callable[[Context, str | None], bytes]
@@ -133,6 +145,8 @@ def compile_project(
     }
     experiment_records: Mapping[str, Experiment] = records["experiments"]
     experiments = {e["id"]: _experiment(e) for e in experiment_records.values()}
+    # A flag's default answer is the same in every environment: rendered once.
+    defaults = {f["id"]: _default(f) for f in flags}
     plans = {}
     for env in project["environments"]:
         running = {
@@ -140,24 +154,22 @@ def compile_project(
             for e in experiment_records.values()
             if e["environment"] == env and e["status"] == "running"
         }
-        env_rules: list[Rule] = sorted(
-            (r for r in records["rules"].values() if r["environment"] == env and r["enabled"]),
-            key=model.rule_order,
-        )
+        by_flag: dict[str, list[Rule]] = {}
+        for r in sorted(records["rules"].values(), key=model.rule_order):
+            if r["environment"] == env and r["enabled"]:
+                by_flag.setdefault(r["flag_id"], []).append(r)
         irs = [
             flag_ir(
                 f,
-                [r for r in env_rules if r["flag_id"] == f["id"]],
+                defaults[f["id"]],
+                by_flag.get(f["id"], ()),
                 segments,
                 running.get(f["id"]),
                 experiments,
             )
             for f in flags
         ]
-        compiled = {
-            ir.key: CompiledFlag(ir.key, ir.static, closure(ir, sink), ir.needs_user, ir)
-            for ir in irs
-        }
+        compiled = {ir.key: CompiledFlag(ir, sink) for ir in irs}
         plans[env] = Plan(env, compiled, render.evaluate_render(irs, sink), sink)
     return ProjectSnapshot(project["id"], version, project, plans, experiments, records)
 
@@ -185,16 +197,20 @@ def _experiment(e: Experiment) -> ExperimentPlan:
 _NO_SEGMENT = SegmentIR((), match_any=True)
 
 
+def _default(flag: Flag) -> Outcome:
+    reason = "DEFAULT" if flag["enabled"] else "DISABLED"
+    return _outcome(flag["key"], flag["default_value"], "default", reason, None)
+
+
 def flag_ir(
     flag: Flag,
+    default: Outcome,
     flag_rules: Sequence[Rule],
     segments: Mapping[str, SegmentIR],
     experiment: Experiment | None,
     experiments: Mapping[str, ExperimentPlan],
 ) -> FlagIR:
     key = flag["key"]
-    reason = "DEFAULT" if flag["enabled"] else "DISABLED"
-    default = _outcome(key, flag["default_value"], "default", reason, None)
     rule_irs: list[RuleIR] = []
     if flag["enabled"]:  # a disabled flag's rules never apply
         for r in flag_rules:
