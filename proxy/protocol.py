@@ -5,12 +5,16 @@ Tested on uvicorn 0.54 (pyproject pins the range). What this relies on of uvicor
 `HttpToolsProtocol`: the parser callbacks (`on_message_begin`, `on_headers_complete`,
 `on_body`, `on_message_complete`) and the state they keep (`self.url`, `self.headers`,
 `self.scope`, `self.expect_100_continue`, `self.cycle`, `self.pipeline`, `self.flow`,
-`self.parser`, `self.server_state.default_headers`, `STATUS_LINE`), `on_response_complete`
-(request count, keep-alive timer, pipelined requests) and `timeout_keep_alive_task`.
+`self.parser`, `self.connections`, `self.server_state`, `STATUS_LINE`, `_start_asgi_task`),
+and what `on_response_complete` does, which this module replaces (it is the same but for the
+keep-alive timer).
 
 Deadlines (slowloris): a connection that sends nothing is closed after the keep-alive timeout;
 a request must have all its headers within `EDGE_HEADER_TIMEOUT` seconds of its first byte,
 and its whole body within `EDGE_BODY_TIMEOUT` seconds of its headers; past either it is closed.
+A deadline is a number on the connection, checked by one sweep of all connections every
+SWEEP seconds, not a timer per request (uvicorn's keep-alive timer cost a timer handle per
+response): deadlines are kept to within SWEEP.
 
 The fast path (`EDGE_FAST_PATH`, on by default): `POST /api/v1/flags/evaluate`, with no query
 string, no `Expect: 100-continue`, no CORS request (an `Origin` while CORS is configured), no
@@ -25,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Mapping, MutableSet
 from typing import Any, Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -36,6 +42,7 @@ from proxy import http
 log = logging.getLogger("proxy.protocol")
 
 EVALUATE = b"/api/v1/flags/evaluate"
+SWEEP = 0.5  # seconds between two checks of every connection's deadline
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -70,7 +77,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hooks = _hooks(self.app)
-        self.deadline: asyncio.TimerHandle | None = None
+        self.deadline_at = math.inf  # loop time past which the connection is closed
         self.fast = False  # this request is being buffered for the fast path
         self.fast_body = bytearray()
         self.fast_keep_alive = True
@@ -84,27 +91,23 @@ class EdgeProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # uvicorn arms its keep-alive timer only after a response: a connection that never
         # sends a byte would stay open for ever.
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
+        self._arm(self.timeout_keep_alive)
+        _sweep_on(self.loop, self.connections)
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self.deadline = self.loop.call_later(seconds, self._too_slow)
+        self.deadline_at = self.loop.time() + seconds
 
-    def _disarm(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
-
-    def _too_slow(self) -> None:
-        self.deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
+    def on_response_complete(self) -> None:
+        """uvicorn's, with a deadline in place of its keep-alive timer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._arm(self.timeout_keep_alive)
 
     # Parser callbacks -------------------------------------------------------------------------
 
@@ -137,7 +140,7 @@ class EdgeProtocol(HttpToolsProtocol):
             self._fall_back()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self.deadline_at = math.inf  # the request is in: the app has it, no deadline now
         if not self.fast:
             super().on_message_complete()
             return
@@ -210,3 +213,23 @@ def _lines(headers: Headers) -> list[bytes]:
     if headers is http.PRIVATE_HEADERS:
         return _PRIVATE
     return [n + b": " + v + b"\r\n" for n, v in headers]
+
+
+_SWEEPING: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _sweep_on(loop: asyncio.AbstractEventLoop, connections: MutableSet[Any]) -> None:
+    """Start the loop's sweep of the connections' deadlines, once per loop."""
+    if loop not in _SWEEPING:
+        _SWEEPING.add(loop)
+        loop.call_later(SWEEP, _sweep, loop, connections)
+
+
+def _sweep(loop: asyncio.AbstractEventLoop, connections: MutableSet[Any]) -> None:
+    now = loop.time()
+    for connection in list(connections):
+        if isinstance(connection, EdgeProtocol) and connection.deadline_at < now:
+            connection.deadline_at = math.inf
+            if not connection.transport.is_closing():
+                connection.transport.close()
+    loop.call_later(SWEEP, _sweep, loop, connections)
