@@ -11,12 +11,14 @@ import orjson
 import pytest
 import redis.asyncio as aredis
 
+from proxy.domain.audit import local_actor
 from proxy.domain.scope import ScopeState
 from proxy.store import keys
 from proxy.store.config import ConcurrentWrite, ConfigStore
 from tests.support import RedisProcess
 
 T = TypeVar("T")
+ACTOR = local_actor("test")
 
 
 def run(redis_server: RedisProcess, test: Callable[[ConfigStore], Awaitable[T]]) -> T:
@@ -75,7 +77,7 @@ def test_commit_then_load_gives_back_the_records(redis_server: RedisProcess) -> 
         state.put("flags", a)
         state.put("flags", b)
         state.put("rules", {"id": "r1", "flag_id": a["id"], "value": None})
-        assert await store.commit(state) == 1
+        assert await store.commit(state, actor=ACTOR) == 1
         assert state.version == 1
         assert state.changes == []
 
@@ -87,7 +89,7 @@ def test_commit_then_load_gives_back_the_records(redis_server: RedisProcess) -> 
 
         loaded.delete("flags", b["id"])
         loaded.put("flags", {**a, "enabled": True})
-        assert await store.commit(loaded) == 2
+        assert await store.commit(loaded, actor=ACTOR) == 2
         again = await store.load(scope)
         assert again.flags == {a["id"]: {**a, "enabled": True}}
         assert await store.get(scope, "flags", a["id"]) == {**a, "enabled": True}
@@ -111,12 +113,12 @@ def test_commit_with_a_stale_version_raises_conflict_and_writes_nothing(
         scope = new_scope()
         first, second = await store.load(scope), await store.load(scope)
         first.put("flags", flag("winner"))
-        await store.commit(first)
+        await store.commit(first, actor=ACTOR)
 
         loser = flag("loser")
         second.put("flags", loser)
         with pytest.raises(ConcurrentWrite):
-            await store.commit(second)
+            await store.commit(second, actor=ACTOR)
         assert second.version == 0
         assert second.changes  # still pending: the caller decides to reload and retry
 
@@ -134,9 +136,9 @@ def test_every_commit_bumps_the_version_by_one(redis_server: RedisProcess) -> No
         versions = []
         for i in range(5):
             state.put("flags", flag(f"f{i}"))
-            versions.append(await store.commit(state))
+            versions.append(await store.commit(state, actor=ACTOR))
         state.changes.clear()
-        versions.append(await store.commit(state))  # an empty commit still bumps
+        versions.append(await store.commit(state, actor=ACTOR))  # an empty commit still bumps
         assert versions == [1, 2, 3, 4, 5, 6]
         assert await store.versions([scope]) == {scope: 6}
 
@@ -150,7 +152,7 @@ def test_versions_reads_many_scopes_and_unknown_ones_are_zero(
         written, unknown = new_scope(), new_scope()
         state = await store.load(written)
         state.put("segments", {"id": "s1"})
-        await store.commit(state)
+        await store.commit(state, actor=ACTOR)
         assert await store.versions([written, unknown]) == {written: 1, unknown: 0}
 
     run(redis_server, test)
@@ -166,7 +168,7 @@ def test_every_commit_publishes_its_scope_and_new_version(redis_server: RedisPro
             state = await store.load(scope)
             for i in range(3):
                 state.put("flags", flag(f"f{i}"))
-                await store.commit(state)
+                await store.commit(state, actor=ACTOR)
             received = await changes_of(pubsub, scope, 3)
             assert received == [{"scope": scope, "version": v} for v in (1, 2, 3)]
         finally:
@@ -186,12 +188,12 @@ def test_a_conflicting_commit_publishes_nothing(redis_server: RedisProcess) -> N
             stale = await store.load(scope)
             fresh = await store.load(scope)
             fresh.put("flags", flag("a"))
-            await store.commit(fresh)
+            await store.commit(fresh, actor=ACTOR)
             stale.put("flags", flag("b"))
             with pytest.raises(ConcurrentWrite):
-                await store.commit(stale)
+                await store.commit(stale, actor=ACTOR)
             fresh.put("flags", flag("c"))
-            await store.commit(fresh)  # a marker: every message before it has arrived
+            await store.commit(fresh, actor=ACTOR)  # a marker: every message before it has arrived
             received = await changes_of(pubsub, scope, 2)
             assert [m["version"] for m in received] == [1, 2]
         finally:
@@ -218,7 +220,7 @@ class RacedStore(ConfigStore):
             theirs = await self.rival.load(scope)
             key = f"rival-{len(self.rival_keys)}"
             theirs.put("flags", flag(key))
-            await self.rival.commit(theirs)
+            await self.rival.commit(theirs, actor=ACTOR)
             self.rival_keys.append(key)
         return state
 
@@ -247,7 +249,7 @@ def test_mutate_retries_after_a_concurrent_writer(redis_server: RedisProcess) ->
             state.put("flags", flag("mine", saw=len(state.flags)))
             return len(seen_versions)
 
-        attempts, version = await store.mutate(scope, change)
+        attempts, version = await store.mutate(scope, change, actor=ACTOR)
         assert attempts == 3
         assert seen_versions == [0, 1, 2]  # each retry starts from what the rival wrote
         assert version == 3
@@ -263,7 +265,7 @@ def test_mutate_gives_up_with_conflict_when_it_always_loses(redis_server: RedisP
     async def test(store: RacedStore) -> None:
         scope = new_scope()
         with pytest.raises(ConcurrentWrite):
-            await store.mutate(scope, lambda state: state.put("flags", flag("mine")))
+            await store.mutate(scope, lambda state: state.put("flags", flag("mine")), actor=ACTOR)
         final = await store.load(scope)
         assert {f["key"] for f in final.flags.values()} == set(store.rival_keys)
         assert "mine" not in {f["key"] for f in final.flags.values()}
@@ -274,7 +276,7 @@ def test_mutate_gives_up_with_conflict_when_it_always_loses(redis_server: RedisP
 def test_mutate_without_changes_writes_nothing(redis_server: RedisProcess) -> None:
     async def test(store: ConfigStore) -> None:
         scope = new_scope()
-        result, version = await store.mutate(scope, lambda state: "read only")
+        result, version = await store.mutate(scope, lambda state: "read only", actor=ACTOR)
         assert (result, version) == ("read only", 0)
         assert await store.versions([scope]) == {scope: 0}
 
@@ -292,7 +294,7 @@ def test_mutate_lets_the_changes_exception_through_and_writes_nothing(
             raise ValueError("refused")
 
         with pytest.raises(ValueError, match="refused"):
-            await store.mutate(scope, change)
+            await store.mutate(scope, change, actor=ACTOR)
         assert (await store.load(scope)).flags == {}
 
     run(redis_server, test)

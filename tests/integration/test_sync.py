@@ -13,6 +13,7 @@ import orjson
 import redis.asyncio as aredis
 
 from proxy.domain import model
+from proxy.domain.audit import local_actor
 from proxy.domain.scope import ScopeState
 from proxy.edge.sync import Sync
 from proxy.store import keys
@@ -21,6 +22,7 @@ from proxy.store.embedded import free_port
 from tests.support import RedisProcess
 
 NOW = "2024-01-01T00:00:00Z"
+ACTOR = local_actor("test")
 TOKEN = "kr_live_" + "s" * 43
 Factory = Callable[..., RedisProcess]
 QUIET = 3600.0  # a poll interval that never fires: the change must come through pub/sub
@@ -114,7 +116,7 @@ async def add_project(store: ConfigStore) -> str:
     state = await store.load(keys.GLOBAL)
     state.put("projects", project_record(project_id))
     state.put("keys", key_record(project_id))
-    await store.commit(state)
+    await store.commit(state, actor=ACTOR)
     return project_id
 
 
@@ -125,7 +127,7 @@ async def put_flag(store: ConfigStore, project_id: str, key: str, default: Any) 
     if existing:
         record = {**existing[0], "default_value": default}
     state.put("flags", record)
-    return await store.commit(state)
+    return await store.commit(state, actor=ACTOR)
 
 
 # First load -----------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def test_start_loads_every_scope_that_exists(redis_factory: Factory, tmp_path: P
                 now=NOW,
             )
             state.put("rules", rule)
-            await h.writer.commit(state)
+            await h.writer.commit(state, actor=ACTOR)
 
             await h.sync.start(wait=5)
             assert h.sync.loaded and not h.sync.from_lkg and h.sync.subscribed
