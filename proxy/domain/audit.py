@@ -2,8 +2,9 @@
 
 The store appends these entries in the same atomic step as the changes themselves (see
 proxy.store.config), one per record that changed, so the log can be neither short of a change
-nor hold one that did not happen. `before` and `after` are the records as stored, less any
-secret (a key's token hash).
+nor hold one that did not happen. `before` and `after` are the records as stored, less what is
+secret: a key's token hash, and the path and query of a webhook's URL (where receivers such as
+Slack's put their token). The log is readable with flags:read; webhooks need flags:write.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypedDict
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -63,11 +65,26 @@ def action(kind: Kind, before: Mapping[str, Any] | None, after: Mapping[str, Any
     return f"{resource}.updated"
 
 
-def shown(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+REDACTED = "/[redacted]"
+
+
+def redacted_url(url: str) -> str:
+    """A webhook URL with its path and query hidden: which host changes go to is history worth
+    keeping; a token in the path is not."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/") and not parts.query:
+        return url
+    return f"{parts.scheme}://{parts.netloc}{REDACTED}"
+
+
+def shown(kind: Kind, record: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A record as an entry shows it: as stored, without its secrets."""
     if record is None:
         return None
-    return {k: v for k, v in record.items() if k not in SECRET_FIELDS}
+    out = {k: v for k, v in record.items() if k not in SECRET_FIELDS}
+    if kind == "webhooks" and isinstance(out.get("url"), str):
+        out["url"] = redacted_url(out["url"])
+    return out
 
 
 def entries(
@@ -84,18 +101,18 @@ def entries(
         last[(change.kind, change.id)] = change
     out = []
     for key, change in first.items():
+        kind, record_id = key
         before, after = change.before, last[key].after
         if before == after:
             continue
-        kind, record_id = key
         entry = {
             "action": action(kind, before, after),
             "resource_type": RESOURCE_TYPES[kind],
             "resource_id": record_id,
             "project_id": project_id,
             "actor": actor,
-            "before": shown(before),
-            "after": shown(after),
+            "before": shown(kind, before),
+            "after": shown(kind, after),
         }
         out.append((record_id, orjson.dumps(entry)))
     return out

@@ -131,6 +131,16 @@ def test_a_record_that_ends_as_it_began_makes_no_entry() -> None:
     )
 
 
+def test_a_webhook_entry_hides_the_path_and_query_of_its_url() -> None:
+    hook = {"id": "w", "url": "https://hooks.slack.com/services/T0/B0/token", "enabled": True}
+    moved = {**hook, "url": "https://hooks.slack.com/services/T0/B0/other-token"}
+    [entry] = entries_of([Change("webhooks", "w", hook, moved)])
+    assert entry["before"]["url"] == entry["after"]["url"] == "https://hooks.slack.com/[redacted]"
+    assert "token" not in orjson.dumps(entry).decode()  # and a change of token is still logged
+    assert audit.redacted_url("https://h.example.com:8443/") == "https://h.example.com:8443/"
+    assert audit.redacted_url("http://h.example.com?k=v") == "http://h.example.com/[redacted]"
+
+
 def test_global_entries_have_no_project() -> None:
     [(resource_id, raw)] = audit.entries([Change("projects", "p", None, {"id": "p"})], ACTOR, None)
     assert resource_id == "p"
