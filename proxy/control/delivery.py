@@ -163,12 +163,18 @@ class Delivery:
             limits=httpx.Limits(max_connections=self.concurrency),
             headers={"user-agent": USER_AGENT},
         )
+        # Often enough that an entry being worked on is claimed back for itself well within the
+        # claim timeout.
+        interval = min(POLL_INTERVAL, self.claim_timeout / 3)
         try:
             while True:
                 self._wake.clear()
-                await self._round()
+                try:
+                    await self._round()
+                except Exception:  # a bug: deliveries must not stop for good because of it
+                    log.exception("webhook delivery round failed")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+                    await asyncio.wait_for(self._wake.wait(), interval)
         finally:
             # What is cut short stays pending: another proxy claims it after the timeout.
             tasks = list(self.in_flight.values())
@@ -185,7 +191,10 @@ class Delivery:
         prune = now >= self._next_prune
         if prune:
             self._next_prune = now + PRUNE_EVERY
-        for project_id in self.projects():
+        projects = self.projects()
+        for gone in self.pending.keys() - set(projects):
+            del self.pending[gone]  # no enabled webhook left: not read, not reported
+        for project_id in projects:
             await self._guarded(self._serve(project_id, now, prune))
 
     async def _guarded(self, work: Any) -> None:
@@ -257,7 +266,10 @@ class Delivery:
         """Attempt until one succeeds, the webhook is gone or disabled, or MAX_ATTEMPTS."""
         for attempt in range(1, webhooks.MAX_ATTEMPTS + 1):
             hook = self._hooks(project_id).get(webhook_id)
-            if hook is None or not hook["enabled"]:
+            if hook is None:
+                self._secrets.pop((project_id, webhook_id), None)
+                return
+            if not hook["enabled"]:
                 return
             ok, failures = await self._attempt(project_id, hook, entry, body, attempt)
             if ok or failures < 0:

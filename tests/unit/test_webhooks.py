@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from proxy.control import delivery
 from proxy.domain import changes, model, webhooks
 from proxy.domain.scope import PROJECT_KINDS, ScopeState
-from proxy.settings import Settings
+from proxy.settings import Settings, SettingsError
 
 NOW = "2024-01-01T00:00:00Z"
 PROJECT_ID = "00000000-0000-4000-8000-000000000001"
@@ -270,6 +270,15 @@ def test_the_first_retry_comes_within_ten_seconds_by_default() -> None:
     assert all(
         webhooks.retry_delay(1, s.webhook_retry_base, s.webhook_retry_max) <= 10 for _ in range(100)
     )
+
+
+@pytest.mark.parametrize(
+    "variable", ["EDGE_WEBHOOK_CLAIM_TIMEOUT", "EDGE_WEBHOOK_TIMEOUT", "EDGE_WEBHOOK_RETRY_BASE"]
+)
+@pytest.mark.parametrize("raw", ["0", "-1", "nan", "soon"])
+def test_webhook_timings_must_be_positive_numbers(variable: str, raw: str) -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env({variable: raw})
 
 
 @given(st.integers(0, 2**32), st.floats(0.01, 10), st.floats(1, 1000))
