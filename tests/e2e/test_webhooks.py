@@ -11,6 +11,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ import standardwebhooks
 
 from tests.e2e.helpers import make_flag, make_key, make_project
 from tests.e2e.receiver import Receiver, receiving
-from tests.support import Client, RedisProcess, ServerProcess, eventually
+from tests.support import Client, RedisCluster, RedisProcess, ServerProcess, eventually
 
 PRIVATE_OK = {"EDGE_WEBHOOK_ALLOW_PRIVATE": "1"}
 FAST_RETRIES = {"EDGE_WEBHOOK_RETRY_BASE": "0.05", "EDGE_WEBHOOK_RETRY_MAX": "0.4"}
@@ -116,6 +117,8 @@ def test_the_secret_is_shown_once_and_never_again(
     assert c.get(path + "/deliveries").json["data"] == []
     entries = audit(c, project_id)
     assert [e["action"] for e in entries] == ["webhook.updated", "webhook.created"]
+    # The log is readable with flags:read: it names the receiver's host, not its path.
+    assert entries[1]["after"]["url"] == f"http://127.0.0.1:{receiver.port}/[redacted]"
     everything = str(entries) + str(c.get(f"/api/v1/flags/webhooks?project_id={project_id}").body)
     assert created["secret"] not in everything
     assert c.delete(path).status == 204
@@ -326,3 +329,32 @@ def test_a_redirect_is_not_followed(
     assert c.delete(path).status == 204  # no more retries of a deleted webhook
     time.sleep(0.5)
     assert receiver.at("/elsewhere") == []
+
+
+def test_the_log_and_deliveries_work_on_a_redis_cluster(
+    tmp_path: Path, server_factory: Callable[..., ServerProcess], receiver: Receiver
+) -> None:
+    """A project's records, audit stream, consumer group and webhook keys share its hash tag:
+    every script and command stays on one slot."""
+    cluster = RedisCluster(tmp_path / "cluster").start()
+    try:
+        env = {**PRIVATE_OK, "REDIS_MODE": "cluster"}
+        a, b = server_factory(cluster.url, **env), server_factory(cluster.url, **env)
+        ca = a.client()
+        project_id = make_project(ca)
+        webhook = make_webhook(ca, project_id, receiver.url(), events=["flag.toggled"])
+        flag = make_flag(ca, project_id)
+        for i in range(6):
+            toggle(ca if i % 2 else b.client(), flag["id"], i % 2 == 0)
+        eventually(lambda: len(receiver.requests) == 6, timeout=15)
+        time.sleep(1)
+        assert (
+            len({r.headers["webhook-id"] for r in receiver.requests}) == 6 == len(receiver.requests)
+        )
+        verifier = standardwebhooks.Webhook(webhook["secret"])
+        for r in receiver.requests:
+            verifier.verify(r.body, r.headers)
+        assert [e["action"] for e in audit(ca, project_id)][:6] == ["flag.toggled"] * 6
+        assert ca.delete(f"/api/v1/flags/webhooks/{webhook['id']}").status == 204
+    finally:
+        cluster.kill()
