@@ -601,10 +601,10 @@ SCHEMAS: dict[str, Schema] = {
                 **STRING_OR_NULL,
                 "description": "Set when failures disabled it; cleared when enabled again.",
             },
-            "created_version": {
+            "since_version": {
                 **COUNT,
-                "description": "The project version that created it: it receives the entries "
-                "of later versions.",
+                "description": "The project version that created it or last enabled it: it "
+                "receives the entries of later versions.",
             },
             "failure_count": {**COUNT, "description": "Failed attempts in a row."},
             **STAMPS,

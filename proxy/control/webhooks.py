@@ -32,7 +32,6 @@ from proxy.domain import changes, model, webhooks
 from proxy.domain.access import WRITE
 from proxy.domain.changes import found
 from proxy.domain.model import Webhook
-from proxy.domain.scope import ScopeState
 from proxy.errors import invalid
 from proxy.runtime import runtime_of
 
@@ -106,18 +105,11 @@ async def update(request: Request) -> Response:
     url = data.get("url")
     if isinstance(url, str) and model.webhook_url(url) is None:  # else the 422 comes below
         await check_target(request, url)
-    enabled_again: list[bool] = []
-
-    def patch(state: ScopeState) -> Webhook:
-        webhook = found(state.webhooks.get(webhook_id))
-        updated = model.patch_webhook(webhook, data, now=model.now())
-        state.put("webhooks", updated)
-        enabled_again[:] = [updated["enabled"] and not webhook["enabled"]]
-        return updated
-
     rt = runtime_of(request)
-    updated = await commit(request, project_id, patch)
-    if enabled_again == [True]:  # enabled by hand: its failures are behind it
+    updated, enabled_again = await commit(
+        request, project_id, lambda s: changes.update_webhook(s, webhook_id, data, now=model.now())
+    )
+    if enabled_again:  # by hand: its failures are behind it
         await rt.webhooks.reset_failures(project_id, webhook_id)
     counts = await rt.webhooks.failure_counts(project_id, [webhook_id])
     return reply(view(updated, counts[webhook_id]))

@@ -207,9 +207,23 @@ def add_webhook(state: ScopeState, webhook: Webhook) -> Webhook:
     receives the entries of later writes only."""
     if len(state.webhooks) >= model.MAX_WEBHOOKS:
         raise Conflict(f"A project has at most {model.MAX_WEBHOOKS} webhooks")
-    stored: Webhook = {**webhook, "created_version": state.version + 1}
+    stored: Webhook = {**webhook, "since_version": state.version + 1}
     state.put("webhooks", stored)
     return stored
+
+
+def update_webhook(
+    state: ScopeState, webhook_id: str, body: Mapping[str, Any], *, now: str
+) -> tuple[Webhook, bool]:
+    """Apply a PATCH; also returns whether it enabled a disabled webhook, which then receives
+    the entries of later writes only, as if new: not what happened while it was disabled."""
+    webhook = found(state.webhooks.get(webhook_id))
+    updated = model.patch_webhook(webhook, body, now=now)
+    enabled_again = updated["enabled"] and not webhook["enabled"]
+    if enabled_again:
+        updated = {**updated, "since_version": state.version + 1}
+    state.put("webhooks", updated)
+    return updated, enabled_again
 
 
 def webhooks_in_order(state: ScopeState) -> list[Webhook]:

@@ -154,9 +154,10 @@ class Webhook(TypedDict):
     enabled: bool
     description: str | None
     disabled_reason: str | None  # why the delivery disabled it; None when enabled by hand
-    # The project version that created it: only entries of later versions are its to receive,
-    # so a webhook never gets the backlog of what happened before it existed.
-    created_version: int
+    # The project version of the write that created it or last enabled it: only entries of
+    # later versions are its to receive, so a webhook never gets the backlog of what happened
+    # before it existed, or while it was disabled.
+    since_version: int
     created_at: str
     updated_at: str
 
@@ -816,7 +817,7 @@ def new_webhook(body: Mapping[str, Any], *, id: str, now: str) -> Webhook:
         "enabled": enabled,
         "description": description,
         "disabled_reason": None,
-        "created_version": 0,  # set by the write that stores it (proxy.domain.changes)
+        "since_version": 0,  # set by the write that stores it (proxy.domain.changes)
         "created_at": now,
         "updated_at": now,
     }

@@ -64,10 +64,10 @@ def payload(entry: Mapping[str, Any]) -> bytes:
 
 def wants(webhook: Webhook, entry: Mapping[str, Any]) -> bool:
     """Whether `webhook` is to receive `entry`: enabled, subscribed to its action, and the entry
-    is from a write after the one that created the webhook."""
+    is from a write after the one that created the webhook or last enabled it."""
     return (
         webhook["enabled"]
-        and entry["version"] > webhook["created_version"]
+        and entry["version"] > webhook["since_version"]
         and (ALL_EVENTS in webhook["events"] or entry["action"] in webhook["events"])
     )
 

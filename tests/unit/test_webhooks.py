@@ -27,7 +27,7 @@ WEBHOOK_ID = "00000000-0000-4000-8000-000000000009"
 
 def webhook(**fields: Any) -> model.Webhook:
     body = {"project_id": PROJECT_ID, "url": "https://hooks.example.com/x", "events": ["*"]}
-    return {**model.new_webhook({**body, **fields}, id=WEBHOOK_ID, now=NOW), "created_version": 4}
+    return {**model.new_webhook({**body, **fields}, id=WEBHOOK_ID, now=NOW), "since_version": 4}
 
 
 # SSRF: which addresses a webhook may reach ------------------------------------------------------
@@ -191,9 +191,21 @@ def test_a_webhook_patch_cannot_move_it_to_another_project() -> None:
 def test_a_stored_webhook_receives_entries_from_the_next_version_on() -> None:
     state = ScopeState(PROJECT_ID, 6, {kind: {} for kind in PROJECT_KINDS})
     stored = changes.add_webhook(state, webhook())
-    assert stored["created_version"] == 7  # the version this very write gives the project
+    assert stored["since_version"] == 7  # the version this very write gives the project
     assert not webhooks.wants(stored, {"version": 7, "action": "webhook.created"})
     assert webhooks.wants(stored, {"version": 8, "action": "flag.toggled"})
+
+
+def test_a_webhook_enabled_again_receives_entries_from_the_next_version_on() -> None:
+    """Not what happened while it was disabled, even if that is still waiting in the stream."""
+    state = ScopeState(PROJECT_ID, 9, {kind: {} for kind in PROJECT_KINDS})
+    state.records["webhooks"][WEBHOOK_ID] = {**webhook(), "enabled": False}
+    updated, enabled_again = changes.update_webhook(state, WEBHOOK_ID, {"enabled": True}, now=NOW)
+    assert enabled_again and updated["since_version"] == 10
+    assert not webhooks.wants(updated, {"version": 9, "action": "flag.toggled"})
+    assert webhooks.wants(updated, {"version": 11, "action": "flag.toggled"})
+    renamed, again = changes.update_webhook(state, WEBHOOK_ID, {"description": "x"}, now=NOW)
+    assert not again and renamed["since_version"] == 10  # other changes leave it
 
 
 def test_a_project_has_at_most_twenty_webhooks() -> None:
