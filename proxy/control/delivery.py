@@ -46,6 +46,7 @@ from proxy.store.audit import Raw, decode
 log = logging.getLogger("proxy.webhooks")
 
 POLL_INTERVAL = 1.0  # seconds between reads of the streams when no change wakes the loop
+READS_PER_ROUND = 50  # full batches read on at once: a backlog nobody wants is cleared fast
 RESOLVE_TIMEOUT = 2.0
 PRUNE_EVERY, PRUNE_IDLE_MS = 600.0, 3_600_000  # forget consumers idle an hour, holding nothing
 USER_AGENT = "edge-proxy-webhooks/1"
@@ -176,12 +177,23 @@ class Delivery:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), interval)
         finally:
-            # What is cut short stays pending: another proxy claims it after the timeout.
+            # What is cut short stays pending, handed over to whichever proxy claims next.
+            in_flight = list(self.in_flight)
             tasks = list(self.in_flight.values())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.client.aclose()
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await asyncio.wait_for(self._release(in_flight), 1.0)
+
+    async def _release(self, in_flight: list[tuple[str, str]]) -> None:
+        by_project: dict[str, list[str]] = {}
+        for project_id, entry_id in in_flight:
+            by_project.setdefault(project_id, []).append(entry_id)
+        idle_ms = int(self.claim_timeout * 1000) + 1
+        for project_id, ids in by_project.items():
+            await self.log.release(project_id, self.consumer, ids, idle_ms)
 
     async def _round(self) -> None:
         now = time.monotonic()
@@ -223,21 +235,42 @@ class Delivery:
                 free,
             )
             self._claim_cursor[project_id] = cursor
-            for raw in claimed:
-                self._start(project_id, raw)
+            await self._dispatch(project_id, claimed)
             self.pending[project_id] = await self.log.pending(project_id)
             if prune:
                 await self.log.prune_consumers(project_id, self.consumer, PRUNE_IDLE_MS)
-        free = self.max_in_flight - len(self.in_flight)
-        if free > 0:
-            for raw in await self.log.read_new(project_id, self.consumer, free):
-                self._start(project_id, raw)
+        for _ in range(READS_PER_ROUND):
+            free = self.max_in_flight - len(self.in_flight)
+            if free <= 0:
+                return
+            rows = await self.log.read_new(project_id, self.consumer, free)
+            await self._dispatch(project_id, rows)
+            if len(rows) < free:
+                return  # caught up
 
-    def _start(self, project_id: str, raw: Raw) -> None:
-        key = (project_id, raw[0])
+    async def _dispatch(self, project_id: str, rows: list[Raw]) -> None:
+        """Start a delivery for each entry some webhook wants; acknowledge the others at once,
+        together (say, what was logged while the project had no webhook)."""
+        hooks = self._hooks(project_id).values()
+        unwanted = []
+        for entry_id, fields in rows:
+            try:
+                entry = decode(entry_id, fields)
+            except (KeyError, ValueError):
+                log.warning("audit entry %s cannot be read; not delivered", entry_id)
+                unwanted.append(entry_id)
+                continue
+            if any(webhooks.wants(w, entry) for w in hooks):
+                self._start(project_id, entry_id, fields)
+            elif (project_id, entry_id) not in self.in_flight:
+                unwanted.append(entry_id)
+        await self.log.ack(project_id, *unwanted)
+
+    def _start(self, project_id: str, entry_id: str, fields: Mapping[bytes, bytes]) -> None:
+        key = (project_id, entry_id)
         if key in self.in_flight:
             return  # claimed back while this process still works on it
-        task = asyncio.create_task(self._handle(project_id, *raw))
+        task = asyncio.create_task(self._handle(project_id, entry_id, fields))
         self.in_flight[key] = task
         task.add_done_callback(lambda _: self.in_flight.pop(key, None))
 

@@ -146,8 +146,21 @@ class AuditLog:
                 keys.audit(project_id), keys.DELIVERY_GROUP, consumer, 0, ids, justid=True
             )
 
-    async def ack(self, project_id: str, entry_id: str) -> None:
-        await self.redis.xack(keys.audit(project_id), keys.DELIVERY_GROUP, entry_id)
+    async def ack(self, project_id: str, *entry_ids: str) -> None:
+        if entry_ids:
+            await self.redis.xack(keys.audit(project_id), keys.DELIVERY_GROUP, *entry_ids)
+
+    async def release(
+        self, project_id: str, consumer: str, entry_ids: Iterable[str], idle_ms: int
+    ) -> None:
+        """Hand entries over at once (a proxy that stops): still pending, but as idle as a dead
+        consumer's, so the next claim by any proxy takes them."""
+        ids: list[Any] = list(entry_ids)
+        if ids:
+            await self.redis.xclaim(
+                keys.audit(project_id), keys.DELIVERY_GROUP, consumer, 0, ids,
+                idle=idle_ms, justid=True,
+            )  # fmt: skip
 
     async def pending(self, project_id: str) -> int:
         """Entries handed to a consumer and not acknowledged yet, fleet-wide."""

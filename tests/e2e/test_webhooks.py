@@ -6,6 +6,7 @@ EDGE_WEBHOOK_ALLOW_PRIVATE=1, and one test shows that the suite's servers, witho
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import signal
 import time
@@ -15,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aredis
 import standardwebhooks
 
+from proxy.domain import model
+from proxy.domain.audit import local_actor
+from proxy.store.config import ConfigStore
 from tests.e2e.helpers import make_flag, make_key, make_project
 from tests.e2e.receiver import Receiver, receiving
 from tests.support import Client, RedisCluster, RedisProcess, ServerProcess, eventually
@@ -264,6 +269,62 @@ def test_a_delivery_pending_on_a_killed_proxy_is_delivered_by_another(
     eventually(pending, timeout=10)  # acknowledged: nobody will deliver it again
     time.sleep(1.5)
     assert len(receiver.requests) == 2
+
+
+def test_a_proxy_stopped_mid_delivery_hands_it_over_at_once(
+    redis: RedisProcess, server_factory: Callable[..., ServerProcess], receiver: Receiver
+) -> None:
+    """A rolling restart: SIGTERM marks what the proxy was delivering as idle, so the next proxy
+    delivers it without waiting out the 30 s claim timeout."""
+    stopping = server_factory(redis.url, **PRIVATE_OK)
+    c = stopping.client()
+    project_id = make_project(c)
+    make_webhook(c, project_id, receiver.url(), events=["flag.toggled"])
+    flag = make_flag(c, project_id)
+    receiver.hold.clear()
+    toggle(c, flag["id"], True)
+    eventually(lambda: len(receiver.requests) == 1, timeout=10)
+    assert stopping.stop() == 0  # SIGTERM: graceful
+    receiver.hold.set()
+    stopped_at = time.monotonic()
+    server_factory(redis.url, **PRIVATE_OK)  # the default claim timeout: 30 s
+    eventually(lambda: len(receiver.requests) == 2, timeout=15)
+    assert receiver.requests[1].at - stopped_at < 20
+    assert receiver.requests[1].headers["webhook-id"] == receiver.requests[0].headers["webhook-id"]
+
+
+def test_a_new_webhook_does_not_wait_behind_entries_nobody_wanted(
+    redis: RedisProcess, server_factory: Callable[..., ServerProcess], receiver: Receiver
+) -> None:
+    """The project's log grew while it had no webhook: those entries are acknowledged in bulk,
+    not one by one before the first that matters."""
+    c = server_factory(redis.url, **PRIVATE_OK).client()
+    project_id = make_project(c)
+    first = make_webhook(c, project_id, receiver.url("/first"))  # the consumer group is made
+    assert c.delete(f"/api/v1/flags/webhooks/{first['id']}").status == 204
+
+    async def backlog() -> None:  # 5000 entries in one write, straight through the store
+        client = aredis.Redis.from_url(redis.url)
+        try:
+            segments = [
+                model.new_segment({"project_id": project_id, "name": f"s{i}"}, id=model.new_id(),
+                                  now=model.now())
+                for i in range(5000)
+            ]  # fmt: skip
+            await ConfigStore(client).mutate(
+                project_id,
+                lambda s: [s.put("segments", g) for g in segments],
+                actor=local_actor("t"),
+            )
+        finally:
+            await client.aclose()
+
+    asyncio.run(backlog())
+    flag = make_flag(c, project_id)
+    make_webhook(c, project_id, receiver.url(), events=["flag.toggled"])
+    toggle(c, flag["id"], True)
+    eventually(lambda: receiver.at("/hook"), timeout=10)
+    assert receiver.at("/first") == []
 
 
 def test_a_failing_receiver_is_retried_with_growing_gaps_then_disabled(

@@ -270,6 +270,20 @@ def test_each_entry_is_handed_to_one_consumer_and_a_silent_ones_are_claimed(
     run(redis_url, test)
 
 
+def test_entries_released_by_a_stopping_consumer_are_claimed_at_once(redis_url: str) -> None:
+    async def test(s: Stores) -> None:
+        scope = new_scope()
+        await s.log.ensure_group(scope)
+        await write(s, scope, flag("a"), flag("b"))
+        held = [i for i, _ in await s.log.read_new(scope, "stopping", 10)]
+        assert (await s.log.claim(scope, "other", 60_000, "0-0", 10))[1] == []  # not idle yet
+        await s.log.release(scope, "stopping", held[:1], idle_ms=60_000)
+        _, claimed = await s.log.claim(scope, "other", 60_000, "0-0", 10)
+        assert [i for i, _ in claimed] == held[:1]
+
+    run(redis_url, test)
+
+
 def test_a_pending_entry_trimmed_away_is_acknowledged_when_claimed(redis_url: str) -> None:
     async def test(s: Stores) -> None:
         scope = new_scope()
