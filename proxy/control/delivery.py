@@ -5,7 +5,8 @@ like flags); the entries come from each project's audit stream through the fleet
 group (proxy.store.audit), so each entry is handed to one proxy, which delivers it to every
 webhook that wants it (proxy.domain.webhooks.wants) and then acknowledges it. A proxy that dies
 with entries pending leaves them to be claimed by another after EDGE_WEBHOOK_CLAIM_TIMEOUT
-seconds: exactly once per webhook while proxies live, at least once through crashes.
+seconds: exactly once per webhook while proxies live, at least once through crashes. A proxy
+that stops (SIGTERM) marks what it was delivering as idle, so the next claim takes it at once.
 
 Only projects with an enabled webhook are read, once a second and at once after any change
 reaches this proxy. Failed attempts are retried with exponential backoff and jitter while the
