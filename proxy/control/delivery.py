@@ -297,13 +297,14 @@ class Delivery:
     async def _deliver(
         self, project_id: str, webhook_id: str, entry: Mapping[str, Any], body: bytes
     ) -> None:
-        """Attempt until one succeeds, the webhook is gone or disabled, or MAX_ATTEMPTS."""
+        """Attempt until one succeeds, MAX_ATTEMPTS, or the webhook no longer wants the entry
+        (deleted, disabled, enabled again since, or no longer subscribed to its action)."""
         for attempt in range(1, webhooks.MAX_ATTEMPTS + 1):
             hook = self._hooks(project_id).get(webhook_id)
             if hook is None:
                 self._secrets.pop((project_id, webhook_id), None)
                 return
-            if not hook["enabled"]:
+            if not webhooks.wants(hook, entry):
                 return
             ok, failures = await self._attempt(project_id, hook, entry, body, attempt)
             if ok or failures < 0:
