@@ -360,6 +360,11 @@ class Delivery:
             error = f"no answer within {self.timeout:g} s"
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        except RedisError:
+            raise  # the entry stays pending: nothing was settled
+        except Exception as e:  # unforeseen: a failed attempt of this webhook, not a lost entry
+            log.exception("webhook %s: attempt failed unexpectedly", hook["id"])
+            error = type(e).__name__
         self.outcomes[outcome] += 1
         ok = outcome == "delivered"
         record = {
