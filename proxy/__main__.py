@@ -18,13 +18,16 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
-from proxy.domain import access, changes, model
+from proxy.domain import access, audit, changes, model
 from proxy.errors import from_domain
 from proxy.logs import log_config
 from proxy.settings import Settings, SettingsError
 from proxy.store.config import ConfigStore
 from proxy.store.connection import connect, resolve_url
 from proxy.store.keys import GLOBAL
+
+# The CLI's writes are audited as this actor: it acts with Redis's credentials, not a key's.
+ACTOR = audit.local_actor("cli")
 
 
 def _print(data: Any) -> None:
@@ -39,7 +42,7 @@ def _with_store(settings: Settings, work: Callable[[ConfigStore], Awaitable[Any]
     async def run() -> Any:
         redis = connect(settings)
         try:
-            return await work(ConfigStore(redis))
+            return await work(ConfigStore(redis, settings.audit_max_entries))
         finally:
             await redis.aclose()
 
@@ -88,7 +91,7 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> int:
         def create(state: Any) -> model.KeyRecord:
             return changes.add_key(state, data, token=token, id=model.new_id(), now=model.now())
 
-        key, _ = _with_store(settings, lambda s: s.mutate(GLOBAL, create))
+        key, _ = _with_store(settings, lambda s: s.mutate(GLOBAL, create, actor=ACTOR))
         _print({**changes.key_view(key), "token": token})
         sys.stderr.write("The token is shown once: store it now.\n")
     elif args.action == "list":
@@ -96,7 +99,7 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> int:
         _print([changes.key_view(k) for k in changes.active_keys(state)])
     else:
         revoke = lambda st: changes.revoke_key(st, args.key_id, now=model.now())  # noqa: E731
-        _with_store(settings, lambda s: s.mutate(GLOBAL, revoke))
+        _with_store(settings, lambda s: s.mutate(GLOBAL, revoke, actor=ACTOR))
         _print({"revoked": args.key_id})
     return 0
 
@@ -110,7 +113,8 @@ def projects_command(settings: Settings, args: argparse.Namespace) -> int:
             data["environments"] = args.environments.split(",")
         project = model.new_project(data, id=model.new_id(), now=model.now())
         result, _ = _with_store(
-            settings, lambda s: s.mutate(GLOBAL, lambda st: changes.add_project(st, project))
+            settings,
+            lambda s: s.mutate(GLOBAL, lambda st: changes.add_project(st, project), actor=ACTOR),
         )
         _print(result)
     else:

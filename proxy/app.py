@@ -19,7 +19,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from proxy import console, http, metrics, ofrep, openapi, ops
-from proxy.control import experiments, flags, keys, projects, rules, segments
+from proxy.control import audit, experiments, flags, keys, projects, rules, segments, webhooks
+from proxy.control.delivery import Delivery
 from proxy.domain.model import DomainError
 from proxy.edge.evaluate import Evaluate
 from proxy.edge.track import Track
@@ -211,22 +212,27 @@ async def concurrent_write(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings.from_env()
     runtime = Runtime(settings)
+    delivery = Delivery(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
+        runtime.spawn(delivery.run())  # webhooks: in the background, never on a request's path
         try:
             yield
         finally:
             await runtime.stop()
 
-    # Literal paths before `{flag_id}`: /flags/projects and /flags/segments are not flags.
+    # Literal paths before `{flag_id}`: /flags/projects, /flags/segments, /flags/audit and
+    # /flags/webhooks are not flags.
     routes = [
         *ops.routes,
         *openapi.routes,
         *keys.routes,
         *projects.routes,
         *segments.routes,
+        *audit.routes,
+        *webhooks.routes,
         *flags.routes,
         *rules.routes,
         *experiments.routes,
@@ -258,12 +264,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             runtime.conversions,
             runtime.spool,
             runtime.auth,
+            delivery,
             metrics.RedisErrors(
                 {
                     "control": runtime,
                     "sync": runtime.sync,
                     "exposures": runtime.exposures,
                     "conversions": runtime.conversions,
+                    "webhooks": delivery,
                 }
             ),
         ]

@@ -198,9 +198,35 @@ EXAMPLES: dict[str, Any] = {
         "user_id": "usr_123",
     },
     "OfrepRequest": {"context": {"targetingKey": "usr_123", "project_id": GUIDE_PROJECT}},
+    "WebhookCreate": {
+        "project_id": GUIDE_PROJECT,
+        "url": "https://hooks.example.com/flags",
+        "events": ["flag.toggled", "flag.updated"],
+    },
 }
 
 VARIANT = record({"key": NAME, "value": FLAG_VALUE, "percentage": percentage(whole=True)})
+STREAM_ID = matching(model.STREAM_ID_RE, description="An audit entry id (a Redis stream id).")
+# What proxy.domain.model.webhook_url accepts is narrower (ASCII, a valid port, no credentials);
+# whatever this pattern refuses, it refuses too.
+WEBHOOK_URL: Schema = {
+    "type": "string",
+    "maxLength": model.MAX_URL,
+    "pattern": r"^https?://[^\s@#/?]+([/?][^\s#]*)?$",
+    "description": "http or https. Its host must not resolve to a private, loopback, "
+    "link-local, multicast, reserved or unspecified address (unless "
+    "EDGE_WEBHOOK_ALLOW_PRIVATE=1).",
+}
+EVENTS = array(
+    {"enum": [*model.AUDIT_ACTIONS, model.ALL_EVENTS]},
+    minItems=1,
+    maxItems=model.MAX_EVENTS,
+    description='The audit actions to deliver; `["*"]` for all of them.',
+)
+RECORD_OR_NULL: Schema = {
+    "type": ["object", "null"],
+    "description": "The record as stored (never a key's token hash); null for none.",
+}
 FLAG_RESULT = record({"value": ANY, "rule_id": STRING_OR_NULL})
 OFREP_ERROR_CODES = ["PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL"]
 OFREP_CONTEXT = obj(
@@ -511,6 +537,107 @@ SCHEMAS: dict[str, Schema] = {
     "OfrepBulkFailure": obj(
         {"errorCode": {"enum": OFREP_ERROR_CODES}, "errorDetails": STRING}, "errorCode"
     ),
+    # Audit log
+    "Actor": record(
+        {
+            "key_id": {**STRING_OR_NULL, "description": "Null: the CLI, the bootstrap, a proxy."},
+            "key_name": STRING,
+        }
+    ),
+    "AuditEntry": record(
+        {
+            "id": STREAM_ID,
+            "at": TIME,
+            "action": {"enum": list(model.AUDIT_ACTIONS)},
+            "resource_type": {"enum": sorted(model.RESOURCE_TYPES.values())},
+            "resource_id": STRING,
+            "project_id": STRING_OR_NULL,
+            "version": {**COUNT, "description": "The scope's version this write made."},
+            "actor": ref("Actor"),
+            "before": RECORD_OR_NULL,
+            "after": RECORD_OR_NULL,
+        }
+    ),
+    "AuditPage": record(
+        {
+            "data": array(ref("AuditEntry"), description="Newest first."),
+            "meta": record(
+                {
+                    "next_cursor": nullable(
+                        {**STREAM_ID, "description": "The `cursor` of the next page."}
+                    )
+                }
+            ),
+        }
+    ),
+    # Webhooks
+    "WebhookCreate": obj(
+        {
+            "project_id": {**STRING, "minLength": 1},
+            "url": WEBHOOK_URL,
+            "events": EVENTS,
+            "enabled": {**BOOLEAN, "default": True},
+            "description": DESCRIPTION,
+        },
+        "project_id url events",
+    ),
+    "WebhookPatch": obj(
+        {
+            "url": WEBHOOK_URL,
+            "events": EVENTS,
+            "enabled": {**BOOLEAN, "description": "true again also clears `failure_count`."},
+            "description": DESCRIPTION,
+        }
+    ),
+    "Webhook": record(
+        {
+            "id": ID,
+            "project_id": STRING,
+            "url": STRING,
+            "events": array(STRING),
+            "enabled": BOOLEAN,
+            "description": STRING_OR_NULL,
+            "disabled_reason": {
+                **STRING_OR_NULL,
+                "description": "Set when failures disabled it; cleared when enabled again.",
+            },
+            "since_version": {
+                **COUNT,
+                "description": "The project version that created it or last enabled it: it "
+                "receives the entries of later versions.",
+            },
+            "failure_count": {**COUNT, "description": "Failed attempts in a row."},
+            **STAMPS,
+        }
+    ),
+    "NewWebhook": {
+        "allOf": [
+            ref("Webhook"),
+            obj(
+                {
+                    "secret": {
+                        **STRING,
+                        "pattern": "^whsec_",
+                        "description": "The signing secret (Standard Webhooks), shown once.",
+                    }
+                },
+                "secret",
+            ),
+        ]
+    },
+    "Delivery": record(
+        {
+            "entry_id": STREAM_ID,
+            "message_id": {**STRING, "description": "The `webhook-id` header sent."},
+            "type": STRING,
+            "attempt": {"type": "integer", "minimum": 1},
+            "status": {"type": ["integer", "null"], "description": "Null: no answer."},
+            "ok": BOOLEAN,
+            "duration_ms": {"type": "number", "minimum": 0},
+            "error": STRING_OR_NULL,
+            "at": TIME,
+        }
+    ),
 }
 SCHEMAS.update({name: {**SCHEMAS[name], "examples": [body]} for name, body in EXAMPLES.items()})
 
@@ -555,7 +682,15 @@ def path_ids(*names: str) -> list[Schema]:
     return [{"$ref": f"#/components/parameters/{name}"} for name in names]
 
 
-PATH_IDS = ("key_id", "project_id", "flag_id", "rule_id", "segment_id", "experiment_id")
+PATH_IDS = (
+    "key_id",
+    "project_id",
+    "flag_id",
+    "rule_id",
+    "segment_id",
+    "experiment_id",
+    "webhook_id",
+)
 PROJECT_QUERY = parameter("project_id", "query", {**STRING, "minLength": 1}, required=True)
 
 # --- Operations -------------------------------------------------------------------------------
@@ -614,6 +749,18 @@ def tagged(tag: str, paths: dict[str, Schema]) -> dict[str, Schema]:
 
 FLAG = path_ids("flag_id")
 EXPERIMENT = path_ids("flag_id", "experiment_id")
+WEBHOOK = path_ids("webhook_id")
+AUDIT_QUERY = [
+    parameter("project_id", "query", {**STRING, "description": "Absent: projects and keys."}),
+    parameter("resource_id", "query", {**ID, "description": "One record's entries only."}),
+    parameter(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": model.AUDIT_LIMIT_MAX,
+         "default": model.AUDIT_LIMIT_DEFAULT},
+    ),
+    parameter("cursor", "query", {**STREAM_ID, "description": "A page's `meta.next_cursor`."}),
+]  # fmt: skip
 
 PATHS: dict[str, Schema] = {
     **tagged("keys", {
@@ -721,6 +868,35 @@ PATHS: dict[str, Schema] = {
                        one("Experiment", *AUTH, 404, 409), params=EXPERIMENT),
         },
     }),
+    **tagged("audit", {
+        "/api/v1/flags/audit": {
+            "get": op("listAuditEntries",
+                      "Configuration writes, newest first (a filtered page reads at most 1000 "
+                      "entries, and may hold fewer than `limit` with a cursor to go on)",
+                      {"200": answer("A page.", ref("AuditPage")),
+                       **error_responses(*AUTH, 404, 422)},
+                      params=AUDIT_QUERY),
+        },
+    }),
+    **tagged("webhooks", {
+        "/api/v1/flags/webhooks": {
+            "post": op("createWebhook", "Create a webhook (its secret is in this answer only)",
+                       created("NewWebhook", *BODY, *AUTH, 404, 409), body="WebhookCreate"),
+            "get": op("listWebhooks", "A project's webhooks, without secrets",
+                      many("Webhook", *AUTH, 404, 422), params=[PROJECT_QUERY]),
+        },
+        "/api/v1/flags/webhooks/{webhook_id}": {
+            "get": op("getWebhook", "Read a webhook", one("Webhook", *AUTH, 404), params=WEBHOOK),
+            "patch": op("updateWebhook", "Change a webhook", one("Webhook", *CHANGE),
+                        params=WEBHOOK, body="WebhookPatch"),
+            "delete": op("deleteWebhook", "Delete a webhook", deleted(*AUTH, 404, 409),
+                         params=WEBHOOK),
+        },
+        "/api/v1/flags/webhooks/{webhook_id}/deliveries": {
+            "get": op("listWebhookDeliveries", "The latest delivery attempts, newest first",
+                      many("Delivery", *AUTH, 404), params=WEBHOOK),
+        },
+    }),
     **tagged("ofrep", {
         "/ofrep/v1/evaluate/flags/{key}": {
             "post": op("ofrepEvaluateFlag", "OFREP: evaluate one flag",
@@ -773,9 +949,11 @@ DOCUMENT: Schema = {
         "title": "Edge proxy for feature flags and A/B experiments",
         "version": "0.1.0",
         "description": "Flags, targeting rules, segments and experiments under `/api/v1`, "
-        "evaluation at the edge, and OpenFeature's OFREP. Key scopes: `flags:read` (reads, "
-        "evaluate, track, OFREP), `flags:write` (changes), `flags:evaluate` (evaluate, track, "
-        "OFREP), `*` (all three, and `/api/v1/keys` when the key has no project list).",
+        "evaluation at the edge, OpenFeature's OFREP, the audit log of every configuration "
+        "write, and signed webhooks (Standard Webhooks) of its entries. Key scopes: "
+        "`flags:read` (reads, evaluate, track, OFREP), `flags:write` (changes), "
+        "`flags:evaluate` (evaluate, track, OFREP), `*` (all three, and `/api/v1/keys` when the "
+        "key has no project list).",
     },
     "servers": [{"url": "/"}],
     "security": [{"bearerAuth": []}],

@@ -12,17 +12,19 @@ from typing import Any
 from redis.exceptions import RedisError
 from starlette.requests import Request
 
-from proxy.domain import changes, model
+from proxy.domain import audit, changes, model
 from proxy.edge.auth import Auth
 from proxy.edge.sync import Sync
 from proxy.settings import Settings
 from proxy.store import keys
+from proxy.store.audit import AuditLog
 from proxy.store.config import ConfigStore
 from proxy.store.connection import connect, connect_pubsub, resolve_url
 from proxy.store.conversions import ConversionWriter
 from proxy.store.events import EventStore
 from proxy.store.exposures import ExposureBuffer
 from proxy.store.spool import Spool
+from proxy.store.webhooks import WebhookStore
 
 log = logging.getLogger("proxy")
 
@@ -32,7 +34,9 @@ class Runtime:
         self.settings = settings
         url = None if settings.redis_mode == "sentinel" else resolve_url(settings)
         self.redis = connect(settings, url)
-        self.store = ConfigStore(self.redis)
+        self.store = ConfigStore(self.redis, settings.audit_max_entries)
+        self.audit = AuditLog(self.redis)
+        self.webhooks = WebhookStore(self.redis)
         self.events = EventStore(
             self.redis, settings.redis_wait_replicas, int(settings.redis_timeout * 500)
         )
@@ -77,6 +81,7 @@ class Runtime:
                     lambda s: changes.ensure_bootstrap_key(
                         s, token, id=model.new_id(), now=model.now()
                     ),
+                    actor=audit.local_actor("bootstrap"),
                 ),
                 2.0,
             )

@@ -49,6 +49,13 @@ def number(variable: str, raw: str) -> float:
         raise SettingsError(f"{variable} must be a number, got {raw!r}") from None
 
 
+def positive_number(variable: str, raw: str) -> float:
+    value = number(variable, raw)
+    if not value > 0:  # also refuses nan
+        raise SettingsError(f"{variable} must be a number above 0")
+    return value
+
+
 def flag(variable: str, raw: str) -> bool:
     return raw.lower() not in ("0", "false", "off", "no")
 
@@ -115,6 +122,17 @@ class Settings:
     body_timeout: float = setting("EDGE_BODY_TIMEOUT", number, 10.0)
     keepalive_timeout: float = setting("EDGE_KEEPALIVE_TIMEOUT", number, 5.0)
     console: bool = setting("EDGE_CONSOLE", flag, True)  # the web console under /ui/
+    # Audit entries kept per project (and for the global scope), trimmed approximately.
+    audit_max_entries: int = setting("EDGE_AUDIT_MAX_ENTRIES", positive_integer, 100_000)
+    # Lets webhooks target private, loopback and link-local addresses (tests, private networks).
+    webhook_allow_private: bool = setting("EDGE_WEBHOOK_ALLOW_PRIVATE", flag, False)
+    webhook_timeout: float = setting("EDGE_WEBHOOK_TIMEOUT", positive_number, 5.0)
+    webhook_concurrency: int = setting("EDGE_WEBHOOK_CONCURRENCY", positive_integer, 16)
+    # An entry pending this long on one proxy (a dead one) is claimed by another.
+    webhook_claim_timeout: float = setting("EDGE_WEBHOOK_CLAIM_TIMEOUT", positive_number, 30.0)
+    # Backoff after failed attempt n: between half and all of min(max, base * 2^(n-1)) seconds.
+    webhook_retry_base: float = setting("EDGE_WEBHOOK_RETRY_BASE", positive_number, 5.0)
+    webhook_retry_max: float = setting("EDGE_WEBHOOK_RETRY_MAX", positive_number, 600.0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy import http
-from proxy.domain import access
+from proxy.domain import access, audit
 from proxy.domain.access import READ, WRITE, ApiKey
 from proxy.domain.changes import found
 from proxy.domain.model import is_id
@@ -30,7 +30,17 @@ def authorize(request: Request, need: str, project_id: str | None = None) -> Api
     key = runtime_of(request).auth.key(request.scope)
     if not access.permits(key, need, project_id):
         raise forbidden()
+    request.scope["edge.key"] = key  # the actor of this request's writes
     return key
+
+
+def actor(request: Request) -> audit.Actor:
+    """Who a write is by: the key the request was authorized with (asked for again only if it
+    was not, which would spend a second token of its rate limit)."""
+    key: ApiKey | None = request.scope.get("edge.key")
+    if key is None:
+        key = runtime_of(request).auth.key(request.scope)
+    return audit.key_actor(key)
 
 
 async def body(request: Request) -> dict[str, Any]:
@@ -53,10 +63,11 @@ def path_id(request: Request, name: str) -> str:
 
 
 async def commit(request: Request, scope: str, change: Callable[[ScopeState], T]) -> T:
-    """Apply `change` atomically to `scope` in Redis, then wait until this process serves it
-    (read-your-writes on the process that wrote; the others follow through pub/sub)."""
+    """Apply `change` atomically to `scope` in Redis, with its audit entries by the request's
+    key, then wait until this process serves it (read-your-writes on the process that wrote;
+    the others follow through pub/sub)."""
     rt = runtime_of(request)
-    result, version = await rt.store.mutate(scope, change)
+    result, version = await rt.store.mutate(scope, change, actor=actor(request))
     await rt.sync.refresh(scope, at_least=version)
     return result
 

@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from proxy.domain import access, model
-from proxy.domain.model import Conflict, Experiment, Flag, KeyRecord, NotFound, Project, Rule
+from proxy.domain.model import (
+    Conflict,
+    Experiment,
+    Flag,
+    KeyRecord,
+    NotFound,
+    Project,
+    Rule,
+    Webhook,
+)
 from proxy.domain.scope import ScopeState
 
 T = TypeVar("T")
@@ -188,3 +197,50 @@ def transition(
         changed = {**experiment, "status": "stopped", "stopped_at": now, "updated_at": now}
     state.put("experiments", changed)
     return changed
+
+
+# Webhooks -------------------------------------------------------------------------------------
+
+
+def add_webhook(state: ScopeState, webhook: Webhook) -> Webhook:
+    """Store a validated webhook, marked with the version this write gives the project: it
+    receives the entries of later writes only."""
+    if len(state.webhooks) >= model.MAX_WEBHOOKS:
+        raise Conflict(f"A project has at most {model.MAX_WEBHOOKS} webhooks")
+    stored: Webhook = {**webhook, "since_version": state.version + 1}
+    state.put("webhooks", stored)
+    return stored
+
+
+def update_webhook(
+    state: ScopeState, webhook_id: str, body: Mapping[str, Any], *, now: str
+) -> tuple[Webhook, bool]:
+    """Apply a PATCH; also returns whether it enabled a disabled webhook, which then receives
+    the entries of later writes only, as if new: not what happened while it was disabled."""
+    webhook = found(state.webhooks.get(webhook_id))
+    updated = model.patch_webhook(webhook, body, now=now)
+    enabled_again = updated["enabled"] and not webhook["enabled"]
+    if enabled_again:
+        updated = {**updated, "since_version": state.version + 1}
+    state.put("webhooks", updated)
+    return updated, enabled_again
+
+
+def webhooks_in_order(state: ScopeState) -> list[Webhook]:
+    return sorted(state.webhooks.values(), key=lambda w: (w["created_at"], w["id"]))
+
+
+def remove_webhook(state: ScopeState, webhook_id: str) -> None:
+    found(state.webhooks.get(webhook_id))
+    state.delete("webhooks", webhook_id)
+
+
+def disable_webhook(state: ScopeState, webhook_id: str, reason: str, *, now: str) -> bool:
+    """The delivery's own write: disable a webhook that keeps failing. False when there is
+    nothing to do (deleted, or disabled already, perhaps by another proxy)."""
+    webhook = state.webhooks.get(webhook_id)
+    if webhook is None or not webhook["enabled"]:
+        return False
+    disabled: Webhook = {**webhook, "enabled": False, "disabled_reason": reason, "updated_at": now}
+    state.put("webhooks", disabled)
+    return True

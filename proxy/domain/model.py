@@ -9,12 +9,14 @@ requests of the edge routes (evaluate, track) are validated here too: one file f
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict, cast
+from urllib.parse import urlsplit
 
 from proxy.domain.access import SCOPES
 from proxy.domain.rules import ConditionError, check_condition
@@ -144,7 +146,23 @@ class Experiment(TypedDict):
     stopped_at: str | None
 
 
-AnyRecord = Project | KeyRecord | Flag | Rule | Segment | Experiment
+class Webhook(TypedDict):
+    id: str
+    project_id: str
+    url: str
+    events: list[str]  # audit actions, or ["*"] for all
+    enabled: bool
+    description: str | None
+    disabled_reason: str | None  # why the delivery disabled it; None when enabled by hand
+    # The project version of the write that created it or last enabled it: only entries of
+    # later versions are its to receive, so a webhook never gets the backlog of what happened
+    # before it existed, or while it was disabled.
+    since_version: int
+    created_at: str
+    updated_at: str
+
+
+AnyRecord = Project | KeyRecord | Flag | Rule | Segment | Experiment | Webhook
 
 
 def new_id() -> str:
@@ -670,6 +688,196 @@ def patch_experiment(experiment: Experiment, body: Mapping[str, Any], *, now: st
         c.fail("traffic_percentage", "cannot change after the experiment stopped")
     c.done()
     return {**experiment, "name": name, "traffic_percentage": traffic, "updated_at": now}
+
+
+# Audit log and webhooks ----------------------------------------------------------------------
+
+# What an audit entry's `resource_type` is for each kind of record.
+RESOURCE_TYPES = {
+    "projects": "project",
+    "keys": "key",
+    "flags": "flag",
+    "rules": "rule",
+    "segments": "segment",
+    "experiments": "experiment",
+    "webhooks": "webhook",
+}
+# Every resource type is created, updated and deleted; these updates have a name of their own.
+VERBS = ("created", "updated", "deleted")
+SPECIAL_ACTIONS = (
+    "flag.toggled",
+    "key.revoked",
+    "key.restored",
+    "experiment.started",
+    "experiment.stopped",
+)
+AUDIT_ACTIONS = tuple(
+    sorted(
+        {f"{t}.{verb}" for t in RESOURCE_TYPES.values() for verb in VERBS} | set(SPECIAL_ACTIONS)
+    )
+)
+ALL_EVENTS = "*"
+MAX_EVENTS = len(AUDIT_ACTIONS) + 1  # each action once, and the wildcard
+MAX_WEBHOOKS = 20  # per project: each entry is delivered to each of them
+MAX_URL = 2048
+AUDIT_LIMIT_DEFAULT, AUDIT_LIMIT_MAX = 50, 200
+STREAM_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")  # an audit entry id, the cursor
+MAX_STREAM_PART = 2**64 - 1  # each half of a stream id is an unsigned 64-bit integer
+
+
+def webhook_url(value: Any) -> str | None:
+    """What is wrong with a webhook's target URL, or None. Only the URL itself: where its host
+    points is checked by `address_refusal` once resolved."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_URL:
+        return f"must be a URL of at most {MAX_URL} characters"
+    if not value.isascii() or any(c.isspace() or not c.isprintable() for c in value):
+        return "must be ASCII without spaces (write an international host name in punycode)"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "must be a valid URL"
+    if not value.startswith(("http://", "https://")):
+        return "must be an http or https URL"
+    if not parts.hostname:
+        return "must name a host"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials (the signature authenticates the sender)"
+    if "#" in value:
+        return "must not have a fragment"
+    if port == 0:
+        return "must not use port 0"
+    return None
+
+
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+ADDRESS_RULES: tuple[tuple[str, Callable[[IP], bool]], ...] = (
+    ("is a loopback address", lambda ip: ip.is_loopback),
+    ("is an unspecified address", lambda ip: ip.is_unspecified),
+    ("is a link-local address", lambda ip: ip.is_link_local),
+    ("is a multicast address", lambda ip: ip.is_multicast),
+    ("is a private address", lambda ip: ip.is_private),
+    ("is a reserved address", lambda ip: ip.is_reserved),
+    # Whatever else is not on the public Internet (the shared address space 100.64/10, ...).
+    ("is not a public address", lambda ip: not ip.is_global),
+)
+
+
+def address_refusal(address: str) -> str | None:
+    """Why a webhook may not be sent to this IP address, or None when it is public. Private,
+    loopback, link-local, multicast, reserved and unspecified addresses are refused, and so is
+    an IPv6 address that embeds one of them (IPv4-mapped, NAT64, 6to4, Teredo): a webhook must
+    never be a way into the proxy's own network."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "is not an IP address"
+    candidates: list[IP] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            candidates = [ip.ipv4_mapped]  # a connection to it goes to that IPv4 address
+        if ip.sixtofour is not None:
+            candidates.append(ip.sixtofour)
+        if ip.teredo is not None:
+            candidates.extend(ip.teredo)
+        if ip in NAT64:
+            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    for candidate in candidates:
+        for reason, refused in ADDRESS_RULES:
+            if refused(candidate):
+                return reason
+    return None
+
+
+def _events(c: _Check, default: list[str] | None) -> list[str]:
+    raw = c.body.get("events", default)
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_EVENTS:
+        c.fail("events", f'must be a non-empty list of audit actions, or ["{ALL_EVENTS}"]')
+        return []
+    for i, event in enumerate(raw):
+        if event != ALL_EVENTS and event not in AUDIT_ACTIONS:
+            c.fail(f"events[{i}]", f"must be one of {', '.join(AUDIT_ACTIONS)}, or {ALL_EVENTS}")
+    return list(dict.fromkeys(e for e in raw if isinstance(e, str)))
+
+
+def new_webhook(body: Mapping[str, Any], *, id: str, now: str) -> Webhook:
+    c = _Check(body)
+    problem = webhook_url(body.get("url"))
+    if problem:
+        c.fail("url", problem)
+    events = _events(c, None)
+    enabled = c.boolean("enabled", True)
+    description = c.optional_text("description", None)
+    c.done()
+    return {
+        "id": id,
+        "project_id": body["project_id"],
+        "url": body["url"],
+        "events": events,
+        "enabled": enabled,
+        "description": description,
+        "disabled_reason": None,
+        "since_version": 0,  # set by the write that stores it (proxy.domain.changes)
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def patch_webhook(webhook: Webhook, body: Mapping[str, Any], *, now: str) -> Webhook:
+    c = _Check(body)
+    _immutable(c, webhook, "id", "project_id")
+    url = body.get("url", webhook["url"])
+    problem = webhook_url(url)
+    if problem:
+        c.fail("url", problem)
+    events = _events(c, webhook["events"])
+    enabled = c.boolean("enabled", webhook["enabled"])
+    description = c.optional_text("description", webhook["description"])
+    c.done()
+    # Enabled again by hand: the reason it was disabled no longer holds.
+    reason = None if enabled else webhook["disabled_reason"]
+    return {
+        **webhook,
+        "url": url,
+        "events": events,
+        "enabled": enabled,
+        "description": description,
+        "disabled_reason": reason,
+        "updated_at": now,
+    }
+
+
+class AuditQuery(TypedDict):
+    limit: int
+    cursor: str | None  # entries older than this id; None: from the newest
+    resource_id: str | None
+
+
+def audit_query(params: Mapping[str, str]) -> AuditQuery:
+    """`GET /audit`'s query: `limit` (1 to 200, default 50), `cursor` (an entry id, from a
+    previous page's `next_cursor`) and `resource_id` (a record's id)."""
+    errors: dict[str, str] = {}
+    limit = AUDIT_LIMIT_DEFAULT
+    raw = params.get("limit")
+    if raw is not None:
+        if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= AUDIT_LIMIT_MAX:
+            limit = int(raw)
+        else:
+            errors["limit"] = f"must be an integer from 1 to {AUDIT_LIMIT_MAX}"
+    cursor = params.get("cursor")
+    if cursor is not None:
+        parts = [int(p) for p in cursor.split("-")] if STREAM_ID_RE.fullmatch(cursor) else []
+        if parts and max(parts) <= MAX_STREAM_PART:
+            cursor = f"{parts[0]}-{parts[1]}"
+        else:
+            errors["cursor"] = "must be a next_cursor from a previous page"
+    resource_id = params.get("resource_id")
+    if resource_id is not None and not is_id(resource_id):
+        errors["resource_id"] = "must be a UUID"
+    if errors:
+        raise ValidationError(errors)
+    return {"limit": limit, "cursor": cursor, "resource_id": resource_id}
 
 
 def require_ids(body: Mapping[str, Any], *names: str) -> None:

@@ -1,9 +1,9 @@
 """The records of one configuration scope as read at one version, and the changes a write makes
 to them (pure: the store reads a ScopeState and commits its changes atomically).
 
-A scope is the global one (projects and API keys) or one project (its flags, rules, segments
-and experiments). Each change keeps the record before and after, so a write knows exactly what
-it did.
+A scope is the global one (projects and API keys) or one project (its flags, rules, segments,
+experiments and webhooks). Each change keeps the record before and after, so a write knows
+exactly what it did.
 """
 
 from __future__ import annotations
@@ -11,11 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from proxy.domain.model import AnyRecord, Experiment, Flag, KeyRecord, Project, Rule, Segment
+from proxy.domain.model import (
+    AnyRecord,
+    Experiment,
+    Flag,
+    KeyRecord,
+    Project,
+    Rule,
+    Segment,
+    Webhook,
+)
 
-Kind = Literal["projects", "keys", "flags", "rules", "segments", "experiments"]
+Kind = Literal["projects", "keys", "flags", "rules", "segments", "experiments", "webhooks"]
 GLOBAL_KINDS: tuple[Kind, ...] = ("projects", "keys")
-PROJECT_KINDS: tuple[Kind, ...] = ("flags", "rules", "segments", "experiments")
+# Webhooks are records of their project like any other (written atomically, audited, synced to
+# every proxy, which is how each knows where to deliver), without their secret: see
+# proxy.store.webhooks for where that is kept.
+PROJECT_KINDS: tuple[Kind, ...] = ("flags", "rules", "segments", "experiments", "webhooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,10 @@ class ScopeState:
     @property
     def experiments(self) -> dict[str, Experiment]:
         return cast(dict[str, Experiment], self.records["experiments"])
+
+    @property
+    def webhooks(self) -> dict[str, Webhook]:
+        return cast(dict[str, Webhook], self.records["webhooks"])
 
     def put(self, kind: Kind, record: AnyRecord) -> None:
         records = self.records[kind]

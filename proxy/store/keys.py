@@ -32,6 +32,33 @@ def kinds(scope: str) -> tuple[Kind, ...]:
     return GLOBAL_KINDS if scope == GLOBAL else PROJECT_KINDS
 
 
+def audit(scope: str) -> str:
+    """The scope's audit log: a stream appended by the same script that writes the scope (so
+    under its tag), trimmed to about EDGE_AUDIT_MAX_ENTRIES."""
+    return _tag(scope) + ":audit"
+
+
+# The webhook deliveries' consumer group on each project's audit stream: one for the whole
+# fleet, so that each entry is handed to one proxy.
+DELIVERY_GROUP = "webhooks"
+
+
+def webhook_secrets(project_id: str) -> str:
+    """Hash of webhook id -> signing secret, outside the records that every snapshot and its
+    last-known-good file hold (see proxy.store.webhooks)."""
+    return _tag(project_id) + ":webhook-secrets"
+
+
+def webhook_failures(project_id: str) -> str:
+    """Hash of webhook id -> failed attempts in a row (not a record: it changes per attempt)."""
+    return _tag(project_id) + ":webhook-failures"
+
+
+def webhook_deliveries(project_id: str, webhook_id: str) -> str:
+    """List of a webhook's latest delivery attempts, newest first, capped."""
+    return _tag(project_id) + ":webhook-deliveries:" + webhook_id
+
+
 def owner_index(kind: str) -> str:
     """Hash of record id -> project id, so `/flags/{id}` finds its project (not versioned)."""
     return "{g}:owner:" + kind

@@ -104,11 +104,18 @@ def conversions(client: Client, experiment: dict[str, Any]) -> int | None:
 
 
 def config_digest(redis_server: RedisProcess) -> dict[bytes, Any]:
-    """Every configuration key (projects, keys, flags, rules, experiments) and its content
-    (not DUMP: a large hash's DUMP order changes with incremental rehashing on reads)."""
+    """Every configuration key (projects, keys, flags, rules, experiments, webhooks) and its
+    content (not DUMP: a large hash's DUMP order changes with incremental rehashing on reads),
+    and each audit log's length and newest entry. A webhook's failure count and attempts log are
+    left out: deliveries running in the background change them."""
     r = redis_server.client()
     out: dict[bytes, Any] = {}
     for key in r.scan_iter(match="{[gp]*"):
+        if b":webhook-failures" in key or b":webhook-deliveries:" in key:
+            continue
         kind = r.type(key)
-        out[key] = r.hgetall(key) if kind == b"hash" else r.get(key)
+        if kind == b"stream":
+            out[key] = (r.xlen(key), r.xrevrange(key, count=1))
+        else:
+            out[key] = r.hgetall(key) if kind == b"hash" else r.get(key)
     return out

@@ -12,9 +12,12 @@ import pytest
 import redis.asyncio as aredis
 from redis.asyncio.client import PubSub
 
+from proxy.domain.audit import local_actor
 from proxy.domain.scope import ScopeState
 from proxy.store import keys
 from proxy.store.config import ConcurrentWrite, ConfigStore
+
+ACTOR = local_actor("test")
 
 pytestmark = pytest.mark.anyio
 
@@ -67,7 +70,7 @@ async def test_commit_then_load_gives_back_the_records(config_store: ConfigStore
     state.put("flags", a)
     state.put("flags", b)
     state.put("rules", {"id": "r1", "flag_id": a["id"], "value": None})
-    assert await config_store.commit(state) == 1
+    assert await config_store.commit(state, actor=ACTOR) == 1
     assert state.version == 1
     assert state.changes == []
 
@@ -79,7 +82,7 @@ async def test_commit_then_load_gives_back_the_records(config_store: ConfigStore
 
     loaded.delete("flags", b["id"])
     loaded.put("flags", {**a, "enabled": True})
-    assert await config_store.commit(loaded) == 2
+    assert await config_store.commit(loaded, actor=ACTOR) == 2
     again = await config_store.load(scope)
     assert again.flags == {a["id"]: {**a, "enabled": True}}
     assert await config_store.get(scope, "flags", a["id"]) == {**a, "enabled": True}
@@ -97,12 +100,12 @@ async def test_commit_with_a_stale_version_raises_conflict_and_writes_nothing(
     scope = new_scope()
     first, second = await config_store.load(scope), await config_store.load(scope)
     first.put("flags", flag("winner"))
-    await config_store.commit(first)
+    await config_store.commit(first, actor=ACTOR)
 
     loser = flag("loser")
     second.put("flags", loser)
     with pytest.raises(ConcurrentWrite):
-        await config_store.commit(second)
+        await config_store.commit(second, actor=ACTOR)
     assert second.version == 0
     assert second.changes  # still pending: the caller decides to reload and retry
 
@@ -117,9 +120,9 @@ async def test_every_commit_bumps_the_version_by_one(config_store: ConfigStore) 
     versions = []
     for i in range(5):
         state.put("flags", flag(f"f{i}"))
-        versions.append(await config_store.commit(state))
+        versions.append(await config_store.commit(state, actor=ACTOR))
     state.changes.clear()
-    versions.append(await config_store.commit(state))  # an empty commit still bumps
+    versions.append(await config_store.commit(state, actor=ACTOR))  # an empty commit still bumps
     assert versions == [1, 2, 3, 4, 5, 6]
     assert await config_store.versions([scope]) == {scope: 6}
 
@@ -130,7 +133,7 @@ async def test_versions_reads_many_scopes_and_unknown_ones_are_zero(
     written, unknown = new_scope(), new_scope()
     state = await config_store.load(written)
     state.put("segments", {"id": "s1"})
-    await config_store.commit(state)
+    await config_store.commit(state, actor=ACTOR)
     assert await config_store.versions([written, unknown]) == {written: 1, unknown: 0}
 
 
@@ -141,7 +144,7 @@ async def test_every_commit_publishes_its_scope_and_new_version(
     state = await config_store.load(scope)
     for i in range(3):
         state.put("flags", flag(f"f{i}"))
-        await config_store.commit(state)
+        await config_store.commit(state, actor=ACTOR)
     received = await changes_of(changes, scope, 3)
     assert received == [{"scope": scope, "version": v} for v in (1, 2, 3)]
 
@@ -153,12 +156,12 @@ async def test_a_conflicting_commit_publishes_nothing(
     stale = await config_store.load(scope)
     fresh = await config_store.load(scope)
     fresh.put("flags", flag("a"))
-    await config_store.commit(fresh)
+    await config_store.commit(fresh, actor=ACTOR)
     stale.put("flags", flag("b"))
     with pytest.raises(ConcurrentWrite):
-        await config_store.commit(stale)
+        await config_store.commit(stale, actor=ACTOR)
     fresh.put("flags", flag("c"))
-    await config_store.commit(fresh)  # a marker: every message before it has arrived
+    await config_store.commit(fresh, actor=ACTOR)  # a marker: every message before it has arrived
     received = await changes_of(changes, scope, 2)
     assert [m["version"] for m in received] == [1, 2]
 
@@ -180,7 +183,7 @@ class RacedStore(ConfigStore):
             theirs = await self.rival.load(scope)
             key = f"rival-{len(self.rival_keys)}"
             theirs.put("flags", flag(key))
-            await self.rival.commit(theirs)
+            await self.rival.commit(theirs, actor=ACTOR)
             self.rival_keys.append(key)
         return state
 
@@ -208,7 +211,7 @@ async def test_mutate_retries_after_a_concurrent_writer(
         state.put("flags", flag("mine", saw=len(state.flags)))
         return len(seen_versions)
 
-    attempts, version = await store.mutate(scope, change)
+    attempts, version = await store.mutate(scope, change, actor=ACTOR)
     assert attempts == 3
     assert seen_versions == [0, 1, 2]  # each retry starts from what the rival wrote
     assert version == 3
@@ -224,7 +227,7 @@ async def test_mutate_gives_up_with_conflict_when_it_always_loses(
     store = raced_store(20)
     scope = new_scope()
     with pytest.raises(ConcurrentWrite):
-        await store.mutate(scope, lambda state: state.put("flags", flag("mine")))
+        await store.mutate(scope, lambda state: state.put("flags", flag("mine")), actor=ACTOR)
     final = await store.load(scope)
     assert {f["key"] for f in final.flags.values()} == set(store.rival_keys)
     assert "mine" not in {f["key"] for f in final.flags.values()}
@@ -232,7 +235,7 @@ async def test_mutate_gives_up_with_conflict_when_it_always_loses(
 
 async def test_mutate_without_changes_writes_nothing(config_store: ConfigStore) -> None:
     scope = new_scope()
-    result, version = await config_store.mutate(scope, lambda state: "read only")
+    result, version = await config_store.mutate(scope, lambda state: "read only", actor=ACTOR)
     assert (result, version) == ("read only", 0)
     assert await config_store.versions([scope]) == {scope: 0}
 
@@ -247,7 +250,7 @@ async def test_mutate_lets_the_changes_exception_through_and_writes_nothing(
         raise ValueError("refused")
 
     with pytest.raises(ValueError, match="refused"):
-        await config_store.mutate(scope, change)
+        await config_store.mutate(scope, change, actor=ACTOR)
     assert (await config_store.load(scope)).flags == {}
 
 

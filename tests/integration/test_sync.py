@@ -17,6 +17,7 @@ import redis.asyncio as aredis
 
 from proxy import http
 from proxy.domain import model
+from proxy.domain.audit import local_actor
 from proxy.domain.scope import ScopeState
 from proxy.edge.auth import Auth
 from proxy.edge.sync import Sync
@@ -25,6 +26,8 @@ from proxy.store import keys
 from proxy.store.config import ConfigStore
 from proxy.store.embedded import free_port
 from tests.support import RedisProcess, lkg_flags
+
+ACTOR = local_actor("test")
 
 NOW = "2024-01-01T00:00:00Z"
 TOKEN = "kr_live_" + "s" * 43
@@ -137,7 +140,7 @@ async def add_project(store: ConfigStore, *tokens: str) -> str:
     state.put("projects", project_record(project_id))
     for token in tokens or (TOKEN,):
         state.put("keys", key_record(project_id, token))
-    await store.commit(state)
+    await store.commit(state, actor=ACTOR)
     return project_id
 
 
@@ -148,7 +151,7 @@ async def put_flag(store: ConfigStore, project_id: str, key: str, default: Any) 
     if existing:
         record = {**existing[0], "default_value": default}
     state.put("flags", record)
-    return await store.commit(state)
+    return await store.commit(state, actor=ACTOR)
 
 
 # First load -----------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ async def test_start_loads_every_scope_that_exists(
         now=NOW,
     )
     state.put("rules", rule)
-    await h.writer.commit(state)
+    await h.writer.commit(state, actor=ACTOR)
 
     await h.sync.start(wait=5)
     assert h.sync.loaded and not h.sync.from_lkg and h.sync.subscribed
