@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from proxy import http, metrics, ofrep, openapi, ops
-from proxy.control import experiments, flags, keys, projects, rules, segments
+from proxy.control import experiments, flags, keys, projects, results, rules, segments
 from proxy.domain.model import DomainError
 from proxy.edge.evaluate import Evaluate
 from proxy.edge.track import Track
@@ -257,6 +257,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             runtime.conversions,
             runtime.spool,
             runtime.auth,
+            results.CACHE_METRICS,
             metrics.RedisErrors(
                 {
                     "control": runtime,

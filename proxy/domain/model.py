@@ -729,7 +729,8 @@ def _analysis(c: _Check, base: AnalysisSettings) -> AnalysisSettings:
     for name, value in raw.items():
         path = f"analysis.{name}"
         if name == "alpha":
-            if not is_number(value) or not 0 < value <= MAX_ALPHA:
+            # alpha / 2 > 0: the smallest subnormal halves to 0, where no quantile exists.
+            if not is_number(value) or not (value <= MAX_ALPHA and 0 < value / 2):
                 c.fail(path, f"must be a number above 0 and at most {MAX_ALPHA:g}")
             else:
                 out[name] = float(value)

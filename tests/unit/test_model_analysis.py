@@ -44,6 +44,8 @@ def test_a_new_experiment_takes_the_analysis_fields_it_names(analysis: dict[str,
         ({"alpha": -0.05}, "analysis.alpha"),
         ({"alpha": 0.21}, "analysis.alpha"),
         ({"alpha": 1}, "analysis.alpha"),
+        ({"alpha": 5e-324}, "analysis.alpha"),  # halves to 0: no quantile
+        ({"alpha": 10**400}, "analysis.alpha"),
         ({"alpha": "0.05"}, "analysis.alpha"),
         ({"alpha": True}, "analysis.alpha"),
         ({"alpha": None}, "analysis.alpha"),
