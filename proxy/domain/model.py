@@ -730,7 +730,7 @@ def _analysis(c: _Check, base: AnalysisSettings) -> AnalysisSettings:
         path = f"analysis.{name}"
         if name == "alpha":
             # alpha / 2 > 0: the smallest subnormal halves to 0, where no quantile exists.
-            if not is_number(value) or not (value <= MAX_ALPHA and 0 < value / 2):
+            if not is_number(value) or not (value <= MAX_ALPHA and value / 2 > 0):
                 c.fail(path, f"must be a number above 0 and at most {MAX_ALPHA:g}")
             else:
                 out[name] = float(value)
