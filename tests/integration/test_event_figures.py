@@ -10,10 +10,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aredis
 
+from proxy.control import results
 from proxy.store import keys
 from proxy.store.events import EventStore, utc_day
 from proxy.store.spool import Spool
@@ -208,5 +211,42 @@ def test_a_deleted_experiment_counts_nothing_and_leaves_no_key(
         assert await events.redis.exists(*names) == 0
         tally = await events.tally(exp, "revenue", 2)
         assert tally.exposures == (0, 0) and tally.sums is None
+
+    run(event_redis, test)
+
+
+def test_the_series_crosses_midnight_and_ends_at_the_results(event_redis: RedisProcess) -> None:
+    """The series' computation (proxy.control.results) on events written either side of
+    midnight by the injected clock: a day each, cumulative, the last one the results'."""
+
+    async def test(events: EventStore, exp: str, clock: Clock) -> None:
+        experiment: Any = {
+            "id": exp,
+            "variants": [
+                {"key": "control", "value": "a", "percentage": 50},
+                {"key": "treatment", "value": "b", "percentage": 50},
+            ],
+        }
+        await events.add_exposures([(exp, v % 2, f"u{v}") for v in range(40)])
+        await events.add_conversions([(exp, "conversion", v % 2, f"u{v}") for v in range(0, 40, 5)])
+        clock.now += 3
+        await events.add_exposures([(exp, v % 2, f"u{v}") for v in range(30, 70)])
+        await events.add_conversions([(exp, "conversion", 1, f"u{v}") for v in range(41, 70, 4)])
+        data = orjson.loads(await results.experiment_series(events, experiment, "conversion"))
+        days = data["data"]["days"]
+        assert [d["date"] for d in days] == ["2024-03-09", "2024-03-10"]
+        assert [[v["exposures"] for v in d["variants"]] for d in days] == [[20, 20], [35, 35]]
+        assert [[v["conversions"] for v in d["variants"]] for d in days] == [[4, 4], [4, 12]]
+        tally = await events.tally(exp, "conversion", 2)
+        figures = orjson.loads(
+            orjson.dumps(await results.experiment_results(experiment, "conversion", tally))
+        )
+        treatment = figures["variants"][1]
+        assert days[-1]["variants"][1]["absolute_lift"] == treatment["absolute_lift"]
+        assert (
+            days[-1]["variants"][1]["sequential_absolute_lift_ci"]
+            == treatment["sequential"]["absolute_lift_ci"]
+        )
+        assert days[0]["variants"][1]["absolute_lift"] == 0.0
 
     run(event_redis, test)
