@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from loadtests import procs, scenarios
+from loadtests import procs, results_load, scenarios
 from loadtests.api import Api, ApiFailure
 from loadtests.loadgen import AsyncioLoad, LoadGenerator, LoadResult, Wrk, ensure_wrk, percentile
 
@@ -169,6 +169,7 @@ class Bench:
             plain = self.build(api, redis_url, "realistic without rules", scenarios.WITHOUT_RULES)
             self.throughput(baseline, proxy, api, realistic, large, plain, redis_url)
             self.metrics_cost(proxy, redis_url, realistic)
+            results_load.results_while_evaluating(self, proxy, api, redis_url, realistic)
             self.propagation(api, redis_url, {"": realistic, "_large": large})
         finally:
             api.close()

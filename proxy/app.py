@@ -19,7 +19,17 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from proxy import console, http, metrics, ofrep, openapi, ops
-from proxy.control import audit, experiments, flags, keys, projects, rules, segments, webhooks
+from proxy.control import (
+    audit,
+    experiments,
+    flags,
+    keys,
+    projects,
+    results,
+    rules,
+    segments,
+    webhooks,
+)
 from proxy.control.delivery import Delivery
 from proxy.domain.model import DomainError
 from proxy.edge.evaluate import Evaluate
@@ -265,6 +275,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             runtime.spool,
             runtime.auth,
             delivery,
+            results.CACHE_METRICS,
             metrics.RedisErrors(
                 {
                     "control": runtime,

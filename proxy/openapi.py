@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.domain import access, model, rules
+from proxy.domain import access, model, rules, stats
 from proxy.domain.model import DEFAULT_GOAL, MAX_USER_ID
 
 Schema = dict[str, Any]
@@ -85,6 +85,30 @@ PROBABILITY: Schema = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
 INTERVAL = nullable(array({"type": "number"}, minItems=2, maxItems=2))
 GOAL = {**NAME, "default": DEFAULT_GOAL}
+ADJUSTED: Schema = {
+    **PROBABILITY,
+    "description": "The p-value after the experiment's correction; null without one.",
+}
+ALPHA: Schema = {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "maximum": model.MAX_ALPHA,
+    "default": stats.DEFAULT_ALPHA,
+    "description": "Every interval is at level 1 - alpha.",
+}
+SEQUENTIAL_TUNING: Schema = {
+    "type": "integer",
+    "minimum": model.MIN_SEQUENTIAL_TUNING,
+    "maximum": model.MAX_SEQUENTIAL_TUNING,
+    "default": stats.DEFAULT_SEQUENTIAL_TUNING,
+    "description": "N*: the two arms' total exposures where the team expects to decide; the "
+    "always-valid intervals are narrowest there.",
+}
+CORRECTION: Schema = {
+    "enum": [None, *stats.CORRECTIONS],
+    "default": None,
+    "description": "Applied across the non-control variants of the goal read.",
+}
 # proxy.domain.model.user_id: a string or an integer of 1 to MAX_USER_ID characters.
 USER_ID: Schema = {
     "anyOf": [
@@ -408,6 +432,7 @@ SCHEMAS: dict[str, Schema] = {
                 "flag's `flag_type`.",
             ),
             "traffic_percentage": {**percentage(whole=False), "default": 100},
+            "analysis": ref("AnalysisInput"),
         },
         "name environment variants",
     ),
@@ -418,6 +443,26 @@ SCHEMAS: dict[str, Schema] = {
                 **percentage(whole=False),
                 "description": "While running it may only rise; once stopped it is fixed.",
             },
+            "analysis": {
+                **ref("AnalysisInput"),
+                "description": "At any status; merges the fields it names into the settings.",
+            },
+        }
+    ),
+    "AnalysisInput": obj(
+        {
+            "alpha": ALPHA,
+            "sequential_tuning": SEQUENTIAL_TUNING,
+            "correction": CORRECTION,
+        },
+        additionalProperties=False,
+        description="How results are read; a field left out keeps its current (or default) value.",
+    ),
+    "Analysis": record(
+        {
+            "alpha": ALPHA,
+            "sequential_tuning": SEQUENTIAL_TUNING,
+            "correction": CORRECTION,
         }
     ),
     "Experiment": record(
@@ -430,6 +475,7 @@ SCHEMAS: dict[str, Schema] = {
             "status": {"enum": ["draft", "running", "stopped"]},
             "variants": array(ref("Variant"), minItems=2),
             "traffic_percentage": {"type": "number", "minimum": 0, "maximum": 100},
+            "analysis": ref("Analysis"),
             "conversions": {**COUNT, "description": "Distinct users converting, default goal."},
             "started_at": TIME_OR_NULL,
             "stopped_at": TIME_OR_NULL,
@@ -459,7 +505,60 @@ SCHEMAS: dict[str, Schema] = {
             "relative_lift": NUMBER_OR_NULL,
             "relative_lift_ci": INTERVAL,
             "p_value": PROBABILITY,
+            "p_value_adjusted": ADJUSTED,
             "chance_to_beat_control": PROBABILITY,
+            "sequential": nullable(ref("Sequential")),
+            "value": nullable(ref("ValueResult")),
+        }
+    ),
+    "Sequential": record(
+        {
+            "absolute_lift_ci": INTERVAL,
+            "relative_lift_ci": INTERVAL,
+            "p_value": PROBABILITY,
+            "p_value_adjusted": ADJUSTED,
+        },
+        description="Always-valid figures: they hold however often the results are read.",
+    ),
+    "ValueResult": record(
+        {
+            "sum": NUMBER_OR_NULL,
+            "mean": NUMBER_OR_NULL,
+            "variance": {"type": ["number", "null"], "minimum": 0},
+            "absolute_lift": NUMBER_OR_NULL,
+            "absolute_lift_ci": INTERVAL,
+            "relative_lift": NUMBER_OR_NULL,
+            "relative_lift_ci": INTERVAL,
+            "p_value": PROBABILITY,
+            "p_value_adjusted": ADJUSTED,
+            "sequential": nullable(ref("Sequential")),
+        },
+        description="Over the variant's exposed users, a user without a counted conversion "
+        "being 0; present once a counted conversion of the goal carried a value.",
+    ),
+    "ExperimentSeries": record(
+        {
+            "goal": STRING,
+            "days": array(
+                record(
+                    {
+                        "date": {"type": "string", "format": "date"},
+                        "variants": array(ref("SeriesVariant")),
+                    }
+                ),
+                description="Each UTC day that had events, oldest first: the cumulative figures "
+                "at its end (the last day's are now's, equal to the results).",
+            ),
+        }
+    ),
+    "SeriesVariant": record(
+        {
+            "key": STRING,
+            "exposures": COUNT,
+            "conversions": COUNT,
+            "conversion_rate": PROBABILITY,
+            "absolute_lift": NUMBER_OR_NULL,
+            "sequential_absolute_lift_ci": INTERVAL,
         }
     ),
     # Evaluate and track
@@ -856,8 +955,13 @@ PATHS: dict[str, Schema] = {
             "get": op("getExperiment", "An experiment with its results for a goal",
                       one("ExperimentWithResults", *AUTH, 404, 422),
                       params=[*EXPERIMENT, parameter("goal", "query", GOAL)]),
-            "patch": op("updateExperiment", "Change an experiment's name or traffic",
+            "patch": op("updateExperiment", "Change an experiment's name, traffic or analysis",
                         one("Experiment", *CHANGE), params=EXPERIMENT, body="ExperimentPatch"),
+        },
+        "/api/v1/flags/{flag_id}/experiments/{experiment_id}/series": {
+            "get": op("getExperimentSeries", "A goal's cumulative figures per UTC day",
+                      one("ExperimentSeries", *AUTH, 404, 422),
+                      params=[*EXPERIMENT, parameter("goal", "query", GOAL)]),
         },
         "/api/v1/flags/{flag_id}/experiments/{experiment_id}/start": {
             "post": op("startExperiment", "Start a draft experiment (no body)",

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict, cast
 from urllib.parse import urlsplit
 
+from proxy.domain import stats
 from proxy.domain.access import SCOPES
 from proxy.domain.rules import ConditionError, check_condition
 
@@ -40,6 +41,9 @@ DEFAULT_GOAL = "conversion"
 MAX_USER_ID = 256  # characters of a user id, on every route that takes one
 MAX_VALUE = 1e12  # |value| of a conversion
 MAX_FLAG_KEYS = 1000  # keys in evaluate's optional `flags` list
+MAX_ALPHA = 0.2  # an experiment's analysis: 0 < alpha <= MAX_ALPHA
+MIN_SEQUENTIAL_TUNING = 100  # and MIN_ <= sequential_tuning <= MAX_ (the exposures N*)
+MAX_SEQUENTIAL_TUNING = 1_000_000_000
 
 
 def must_match(regex: re.Pattern[str]) -> str:
@@ -131,6 +135,12 @@ class Variant(TypedDict):
     percentage: int
 
 
+class AnalysisSettings(TypedDict):
+    alpha: float
+    sequential_tuning: int
+    correction: str | None
+
+
 class Experiment(TypedDict):
     id: str
     flag_id: str
@@ -140,6 +150,8 @@ class Experiment(TypedDict):
     status: Literal["draft", "running", "stopped"]
     variants: list[Variant]
     traffic_percentage: float
+    # Absent from records stored before analysis settings existed: read it with analysis_of.
+    analysis: NotRequired[AnalysisSettings]
     created_at: str
     updated_at: str
     started_at: str | None
@@ -616,6 +628,7 @@ def new_experiment(
     env = _environment(c, project)
     variants = _variants(c, flag)
     traffic = _traffic(c, 100.0)
+    analysis = _analysis(c, DEFAULT_ANALYSIS)
     c.done()
     return {
         "id": id,
@@ -626,6 +639,7 @@ def new_experiment(
         "status": "draft",
         "variants": variants,
         "traffic_percentage": traffic,
+        "analysis": analysis,
         "created_at": now,
         "updated_at": now,
         "started_at": None,
@@ -686,8 +700,79 @@ def patch_experiment(experiment: Experiment, body: Mapping[str, Any], *, now: st
         c.fail("traffic_percentage", "may only rise while the experiment runs")
     elif experiment["status"] == "stopped" and traffic != experiment["traffic_percentage"]:
         c.fail("traffic_percentage", "cannot change after the experiment stopped")
+    # At any status: how results are read never changes what was recorded.
+    analysis = _analysis(c, analysis_of(experiment))
     c.done()
-    return {**experiment, "name": name, "traffic_percentage": traffic, "updated_at": now}
+    return {
+        **experiment,
+        "name": name,
+        "traffic_percentage": traffic,
+        "analysis": analysis,
+        "updated_at": now,
+    }
+
+
+DEFAULT_ANALYSIS: AnalysisSettings = {
+    "alpha": stats.DEFAULT_ALPHA,
+    "sequential_tuning": stats.DEFAULT_SEQUENTIAL_TUNING,
+    "correction": None,
+}
+
+
+def analysis_of(experiment: Experiment) -> AnalysisSettings:
+    """The experiment's analysis settings, complete: a record stored before they existed, or
+    one missing a field, reads as the defaults."""
+    stored: Mapping[str, Any] = experiment.get("analysis") or {}
+    return cast(AnalysisSettings, {**DEFAULT_ANALYSIS, **stored})
+
+
+def with_analysis(experiment: Experiment) -> Experiment:
+    """The experiment as the API shows it: `analysis` always complete."""
+    return {**experiment, "analysis": analysis_of(experiment)}
+
+
+def analysis_settings(settings: AnalysisSettings) -> stats.Analysis:
+    return stats.Analysis(settings["alpha"], settings["sequential_tuning"], settings["correction"])
+
+
+def _analysis(c: _Check, base: AnalysisSettings) -> AnalysisSettings:
+    """`analysis` of a body merged into `base`: only the fields it names change."""
+    out = dict(base)
+    if "analysis" not in c.body:
+        return cast(AnalysisSettings, out)
+    raw = c.body["analysis"]
+    if not isinstance(raw, dict):
+        c.fail("analysis", "must be an object of alpha, sequential_tuning, correction")
+        return cast(AnalysisSettings, out)
+    for name, value in raw.items():
+        path = f"analysis.{name}"
+        if name == "alpha":
+            # alpha / 2 > 0: the smallest subnormal halves to 0, where no quantile exists.
+            if not is_number(value) or not (value <= MAX_ALPHA and value / 2 > 0):
+                c.fail(path, f"must be a number above 0 and at most {MAX_ALPHA:g}")
+            else:
+                out[name] = float(value)
+        elif name == "sequential_tuning":
+            # The range first: a huge integer has no float to ask is_integer of.
+            if (
+                not is_number(value)
+                or not MIN_SEQUENTIAL_TUNING <= value <= MAX_SEQUENTIAL_TUNING
+                or not float(value).is_integer()
+            ):
+                c.fail(
+                    path,
+                    f"must be an integer from {MIN_SEQUENTIAL_TUNING} to {MAX_SEQUENTIAL_TUNING:,}",
+                )
+            else:
+                out[name] = int(value)
+        elif name == "correction":
+            if value is not None and value not in stats.CORRECTIONS:
+                c.fail(path, "must be null, " + " or ".join(f'"{x}"' for x in stats.CORRECTIONS))
+            else:
+                out[name] = value
+        else:
+            c.fail(path, "unknown field (alpha, sequential_tuning, correction)")
+    return cast(AnalysisSettings, out)
 
 
 # Audit log and webhooks ----------------------------------------------------------------------

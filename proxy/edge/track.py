@@ -14,6 +14,7 @@ from proxy.domain import model
 from proxy.edge.auth import Auth
 from proxy.errors import ApiError, conflict, forbidden, from_domain, not_found, unavailable
 from proxy.store.conversions import ConversionWriter
+from proxy.store.events import Conversion
 from proxy.store.spool import SpoolFull
 
 OK = orjson.dumps({"data": {"ok": True}})
@@ -43,7 +44,9 @@ class Track:
             variant = experiment.assign(request["user_id"])
             if variant is None:
                 raise conflict("User is not in the experiment's traffic")
-            conversion = (experiment.id, request["goal"], variant, request["user_id"])
+            conversion: Conversion = (experiment.id, request["goal"], variant, request["user_id"])
+            if request["value"] is not None:
+                conversion = (*conversion, request["value"])
             try:
                 await self.writer.write(conversion)
             except SpoolFull:

@@ -72,6 +72,23 @@ def conversions(experiment_id: str, goal: str, variant: int) -> str:
     return "{x:" + experiment_id + "}:conv:" + goal + ":" + str(variant)
 
 
+def value_sums(experiment_id: str, goal: str) -> str:
+    """Hash of a goal's value sums per variant, as double-doubles (proxy.store.events): fields
+    `<variant>:s`, `<variant>:s~` (sum and its low part), `<variant>:q`, `<variant>:q~` (sum of
+    squares). It exists once a counted conversion of the goal carried a value."""
+    return "{x:" + experiment_id + "}:sums:" + goal
+
+
+def exposure_days(experiment_id: str, variant: int) -> str:
+    """Hash of UTC day (YYYY-MM-DD) -> users first exposed to the variant that day."""
+    return "{x:" + experiment_id + "}:days:exp:" + str(variant)
+
+
+def conversion_days(experiment_id: str, goal: str, variant: int) -> str:
+    """Hash of UTC day -> users of the variant whose conversion of the goal counted that day."""
+    return "{x:" + experiment_id + "}:days:conv:" + goal + ":" + str(variant)
+
+
 def goals(experiment_id: str) -> str:
     return "{x:" + experiment_id + "}:goals"
 

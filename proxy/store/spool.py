@@ -165,7 +165,12 @@ def _parse(data: bytes) -> tuple[list[Conversion], list[Exposure]]:
         try:
             item: list[Any] = orjson.loads(line)
             if item[0] == "c":
-                conversions.append((str(item[1]), str(item[2]), int(item[3]), str(item[4])))
+                conversion = (str(item[1]), str(item[2]), int(item[3]), str(item[4]))
+                # A sixth field is the value; lines written before values existed have none.
+                if len(item) > 5 and item[5] is not None:
+                    conversions.append((*conversion, float(item[5])))
+                else:
+                    conversions.append(conversion)
             elif item[0] == "e":
                 exposures.append((str(item[1]), int(item[2]), str(item[3])))
         except (orjson.JSONDecodeError, IndexError, TypeError, ValueError):

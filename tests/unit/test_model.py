@@ -680,6 +680,7 @@ def test_new_experiment_is_a_draft_with_full_traffic_by_default() -> None:
             {"key": "v1", "value": False, "percentage": 50},
         ],
         "traffic_percentage": 100.0,
+        "analysis": {"alpha": 0.05, "sequential_tuning": 5000, "correction": None},
         "created_at": NOW,
         "updated_at": NOW,
         "started_at": None,
