@@ -10,7 +10,6 @@ import re
 from typing import Any
 
 import orjson
-import pytest
 from playwright.sync_api import Locator, Page, Route, expect
 
 from tests.browser import formats as fmt
