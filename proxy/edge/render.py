@@ -180,7 +180,10 @@ def generate(
         "__builtins__": {"type": type, "str": str, "int": int, "float": float},
     }
     exec(_code("\n".join(w.lines)), namespace)
-    render: Render = namespace["render"]
+    # Popped, not read: the function holds its globals, and globals holding the function would
+    # be a cycle, which only the cyclic collector frees; and the snapshot's objects are frozen
+    # out of its sight (proxy/edge/sync.py), so every old plan would stay for good.
+    render: Render = namespace.pop("render")
     return render
 
 

@@ -4,7 +4,9 @@ same bytes and the same exposures; and OFREP's bulk answer likewise."""
 
 from __future__ import annotations
 
+import gc
 import tempfile
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -244,3 +246,27 @@ def test_the_buffer_records_the_same_exposures_as_one_call_per_exposure(
         assert grouped.render(ctx, user) == plain.render(ctx, user)
     # Each (experiment, user) once in the buffer, however often the user came.
     assert Counter(buffer.pending()) == Counter(set(reference.calls))
+
+
+def test_an_old_plan_is_freed_by_reference_counting_alone() -> None:
+    """The sync freezes each snapshot out of the cyclic collector's sight, so a plan that only
+    the collector could free (a cycle) would never be freed at all."""
+    records = {k: {} for k in ("flags", "rules", "segments", "experiments")}
+    body = {"project_id": PROJECT_ID, "key": "f", "name": "f", "flag_type": "string"}
+    flag = {**model.new_flag({**body, "default_value": "d"}, id=uid(1), now=T0), "enabled": True}
+    rule = model.new_rule(
+        {"environment": "production", "value": "r", "percentage": 50},
+        flag=flag, project=PROJECT, segments={}, next_position=0, id=uid(2), now=T0,
+    )  # fmt: skip
+    records["flags"][flag["id"]] = flag
+    records["rules"][rule["id"]] = rule
+    gc.disable()
+    try:
+        plan = compiled(records, Recorder()).plans["production"]
+        plan.render({}, "u")
+        plan.flags["f"].evaluate({}, "u")
+        alive = [weakref.ref(plan.render), weakref.ref(plan.flags["f"].evaluate)]
+        del plan
+        assert [ref() for ref in alive] == [None, None]
+    finally:
+        gc.enable()
