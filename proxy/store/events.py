@@ -19,8 +19,9 @@ import orjson
 from redis.exceptions import RedisError
 
 from proxy.domain.model import DEFAULT_GOAL
-from proxy.store import keys
+from proxy.store import keys, scripts
 from proxy.store.connection import Redis
+from proxy.store.scripts import Script
 
 # Value sums are double-doubles (hi + lo, |lo| <= ulp(hi) / 2) updated with error-free
 # transformations in Lua's doubles: TwoSum for the addition, Dekker's split for the exact square.
@@ -61,31 +62,36 @@ local function add_value(key, variant, y)
 end
 """
 
-# KEYS[1] the tombstone, KEYS[2] the goals set, then per conversion: its conversion set, its
-# exposure set, their day hashes, the goal's value sums; ARGV[1] the day, then per conversion
-# its goal, user id, variant and value ("" for none). All keys share the experiment's hash tag,
-# so this is one slot, one command and one reply per experiment. Only a conversion that is new
-# (its SADD said 1) counts on its day and adds its value: a duplicate changes nothing at all.
-_CONVERT = (
+# KEYS[1] the tombstone, KEYS[2] the goals set, then every other key the batch touches, once
+# each (conversion sets, exposure sets, their day hashes, the goals' value sums: a batch of one
+# experiment touches a handful, however many conversions it has); ARGV[1] the day, ARGV[2] a
+# JSON array with per conversion [goal, user id, variant, value or false, and the KEYS indexes
+# of its conversion set, exposure set, their day hashes and the value sums]. One argument for
+# the whole batch: redis-py packs every argument in Python, nine a conversion otherwise. All
+# keys share the experiment's hash tag, so this is one slot, one command and one reply per
+# experiment. Only a conversion that is new (its SADD said 1) counts on its day and adds its
+# value: a duplicate changes nothing at all. JSON numbers are written in their shortest form,
+# which Lua reads back as the same double.
+_CONVERT = Script(
     _SUMS
     + """
-local n = (#KEYS - 2) / 5
+local batch = cjson.decode(ARGV[2])
 local added = {}
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  for i = 1, n do added[i] = 0 end
+  for i = 1, #batch do added[i] = 0 end
   return added
 end
 local day = ARGV[1]
-for i = 1, n do
-  local k, a = 5 * i - 2, 4 * i - 2
-  redis.call('SADD', KEYS[2], ARGV[a])
-  added[i] = redis.call('SADD', KEYS[k], ARGV[a + 1])
-  if redis.call('SADD', KEYS[k + 1], ARGV[a + 1]) == 1 then
-    redis.call('HINCRBY', KEYS[k + 2], day, 1)
+for i, c in ipairs(batch) do
+  local goal, user, variant, value = c[1], c[2], c[3], c[4]
+  redis.call('SADD', KEYS[2], goal)
+  added[i] = redis.call('SADD', KEYS[c[5]], user)
+  if redis.call('SADD', KEYS[c[6]], user) == 1 then
+    redis.call('HINCRBY', KEYS[c[7]], day, 1)
   end
   if added[i] == 1 then
-    redis.call('HINCRBY', KEYS[k + 3], day, 1)
-    if ARGV[a + 3] ~= '' then add_value(KEYS[k + 4], ARGV[a + 2], tonumber(ARGV[a + 3])) end
+    redis.call('HINCRBY', KEYS[c[8]], day, 1)
+    if value then add_value(KEYS[c[9]], tostring(variant), value) end
   end
 end
 return added
@@ -96,7 +102,7 @@ return added
 # ARGV[2] the day: one argument however many members, so the client packs one string instead
 # of thousands (redis-py packs arguments in Python). SADD answers how many members were new,
 # and those are the day's new exposures.
-_ADD_ALL = """
+_ADD_ALL = Script("""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local members = cjson.decode(ARGV[1])
 local new = 0
@@ -105,7 +111,7 @@ for i = 1, #members, 1000 do
 end
 if new > 0 then redis.call('HINCRBY', KEYS[3], ARGV[2], new) end
 return new
-"""
+""")
 
 # KEYS: sets to count, then hashes to read whole; ARGV[1] how many sets. Read in one script so
 # that exposures, conversions, sums and day counts are one consistent instant.
@@ -170,6 +176,21 @@ def _hash(flat: Sequence[bytes | str]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+class _Keys:
+    """The KEYS of a script call, each once, and where each is (1-based, as Lua counts)."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = list(names)
+        self.places = {name: i + 1 for i, name in enumerate(names)}
+
+    def at(self, name: str) -> int:
+        place = self.places.get(name)
+        if place is None:
+            self.names.append(name)
+            place = self.places[name] = len(self.names)
+        return place
+
+
 class NotReplicated(RedisError):
     """WAIT saw fewer replicas acknowledge the write than required."""
 
@@ -201,15 +222,15 @@ class EventStore:
         """Exposures already grouped by experiment and variant: one script call per group,
         each new member counted on the day the batch reaches Redis."""
         day = utc_day(self.clock())
-        pipe = self.redis.pipeline(transaction=False)
+        calls: list[scripts.Call] = []
         for experiment_id, variant, users in groups:
             names = (
                 keys.tombstone(experiment_id),
                 keys.exposures(experiment_id, variant),
                 keys.exposure_days(experiment_id, variant),
             )
-            pipe.eval(_ADD_ALL, 3, *names, orjson.dumps(users), day)
-        await pipe.execute()
+            calls.append((_ADD_ALL, names, (orjson.dumps(users), day)))
+        await scripts.run(self.redis, calls)
 
     async def add_conversions(self, batch: Sequence[Conversion]) -> list[bool]:
         """Record each conversion (the converter also counts as exposed); True where new."""
@@ -217,27 +238,31 @@ class EventStore:
         for i, conversion in enumerate(batch):
             by_experiment[conversion[0]].append(i)
         day = utc_day(self.clock())
-        pipe = self.redis.pipeline(transaction=False)
+        calls: list[scripts.Call] = []
         for experiment_id, indexes in by_experiment.items():
-            names = [keys.tombstone(experiment_id), keys.goals(experiment_id)]
-            args: list[str | int] = [day]
+            names = _Keys(keys.tombstone(experiment_id), keys.goals(experiment_id))
+            at = names.at
+            entries = []
             for i in indexes:
                 conversion = batch[i]
                 _, goal, variant, user_id = conversion[:4]
-                value = conversion[4] if len(conversion) == 5 else None
-                names += [
-                    keys.conversions(experiment_id, goal, variant),
-                    keys.exposures(experiment_id, variant),
-                    keys.exposure_days(experiment_id, variant),
-                    keys.conversion_days(experiment_id, goal, variant),
-                    keys.value_sums(experiment_id, goal),
-                ]
-                # repr: the shortest spelling that reads back as the same double, in Lua too.
-                args += [goal, user_id, variant, "" if value is None else repr(float(value))]
-            pipe.eval(_CONVERT, len(names), *names, *args)
-        if self.wait_replicas:
-            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-        results = await pipe.execute()
+                value = float(conversion[4]) if len(conversion) == 5 else False
+                entries.append(
+                    (
+                        goal,
+                        user_id,
+                        variant,
+                        value,
+                        at(keys.conversions(experiment_id, goal, variant)),
+                        at(keys.exposures(experiment_id, variant)),
+                        at(keys.exposure_days(experiment_id, variant)),
+                        at(keys.conversion_days(experiment_id, goal, variant)),
+                        at(keys.value_sums(experiment_id, goal)),
+                    )
+                )
+            calls.append((_CONVERT, names.names, (day, orjson.dumps(entries))))
+        wait = [("WAIT", self.wait_replicas, self.wait_timeout_ms)] if self.wait_replicas else []
+        results = await scripts.run(self.redis, calls, *wait)
         if self.wait_replicas and int(results[-1]) < self.wait_replicas:
             raise NotReplicated(f"{results[-1]} of {self.wait_replicas} replicas")
         added = [False] * len(batch)
