@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from proxy.store.connection import Redis
@@ -33,7 +34,8 @@ Call = tuple[Script, Sequence[Any], Sequence[Any]]  # script, keys, arguments
 
 async def run(redis: Redis, calls: Sequence[Call], *then: Sequence[Any]) -> list[Any]:
     """Every call in one pipeline, then the plain commands `then`; the replies in order."""
-    for by_sha in (True, False):
+    # redis-py's cluster pipeline refuses EVALSHA outright: there, the source goes every time.
+    for by_sha in (False,) if isinstance(redis, RedisCluster) else (True, False):
         pipe = redis.pipeline(transaction=False)
         for script, keys, args in calls:
             if by_sha:
