@@ -49,6 +49,13 @@ def number(variable: str, raw: str) -> float:
         raise SettingsError(f"{variable} must be a number, got {raw!r}") from None
 
 
+def positive_number(variable: str, raw: str) -> float:
+    value = number(variable, raw)
+    if not value > 0:
+        raise SettingsError(f"{variable} must be more than 0")
+    return value
+
+
 def flag(variable: str, raw: str) -> bool:
     return raw.lower() not in ("0", "false", "off", "no")
 
@@ -114,6 +121,12 @@ class Settings:
     header_timeout: float = setting("EDGE_HEADER_TIMEOUT", number, 10.0)
     body_timeout: float = setting("EDGE_BODY_TIMEOUT", number, 10.0)
     keepalive_timeout: float = setting("EDGE_KEEPALIVE_TIMEOUT", number, 5.0)
+    # OFREP event streams (proxy/edge/streams.py): at most this many per process (0: none, and
+    # bulk answers advertise none); a comment line to each every heartbeat; a stream whose
+    # unsent bytes pass the bound is dropped (its client reconnects and re-fetches).
+    max_streams: int = setting("EDGE_MAX_STREAMS", integer, 10_000)
+    stream_heartbeat: float = setting("EDGE_STREAM_HEARTBEAT", positive_number, 15.0)
+    stream_buffer_bytes: int = setting("EDGE_STREAM_BUFFER_BYTES", positive_integer, 64 * 1024)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
