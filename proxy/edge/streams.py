@@ -18,7 +18,10 @@ await, no Redis call per stream, and no event at all for a project without strea
 Slow readers. A write never waits: what the socket does not take stays in the transport's
 buffer, and a stream whose buffer passes EDGE_STREAM_BUFFER_BYTES is dropped (aborted). Its
 client reconnects and re-fetches, which is what it would have had to do with the events missed;
-meanwhile nobody else waited for it, and neither did evaluate.
+meanwhile nobody else waited for it, and neither did evaluate. The same bound caps the socket's
+kernel send buffer (SO_SNDBUF; the kernel doubles it), which Linux would otherwise grow to
+megabytes for a client that stopped reading: a stream's memory is bounded on both sides, and a
+slow reader is found after a bounded number of events, not after megabytes of them.
 
 Channels (proxy/domain/channel.py) are signed with a secret the fleet shares through Redis
 (proxy/store/secrets.py), so any proxy verifies what another issued, locally. A channel whose
@@ -33,8 +36,10 @@ EDGE_STREAM_HEARTBEAT seconds, so that no intermediary closes a quiet stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -321,6 +326,10 @@ class Streams:
     def attach(self, ticket: Ticket, transport: asyncio.Transport, chunked: bool) -> Stream:
         assert ticket.channel is not None
         stream = Stream(self, transport, chunked, ticket.channel)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.buffer_bytes)
         group = self.groups.get(stream.project_id)
         if group is None:
             group = self.groups[stream.project_id] = Group(

@@ -485,3 +485,77 @@ def test_load_lkg_without_a_usable_file_serves_nothing(tmp_path: Path) -> None:
                 await h.close()
 
     asyncio.run(main())
+
+
+# Waiting for a version ------------------------------------------------------------------------
+
+
+def test_caught_up_waits_for_a_version_until_the_sync_holds_it(
+    redis_factory: Factory, tmp_path: Path
+) -> None:
+    redis = redis_factory()
+
+    async def main() -> None:
+        h = Harness(redis.url, tmp_path / "lkg.json", QUIET)
+        try:
+            await h.sync.start(wait=5)
+            project_id = await add_project(h.writer)
+            version = await put_flag(h.writer, project_id, "color", "blue")
+            await until(lambda: h.serves(project_id, "color", "blue"))
+            assert await h.sync.caught_up(project_id, version, 0.0)  # held: no wait at all
+
+            waiting = asyncio.create_task(h.sync.caught_up(project_id, version + 1, 5.0))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            await put_flag(h.writer, project_id, "color", "green")
+            assert await waiting
+            assert h.serves(project_id, "color", "green")  # what the waiter comes back to
+            assert h.sync._waiters == []
+        finally:
+            await h.close()
+
+    asyncio.run(main())
+
+
+def test_caught_up_gives_up_after_its_timeout_without_asking_redis(
+    redis_factory: Factory, tmp_path: Path
+) -> None:
+    redis = redis_factory()
+
+    async def main() -> None:
+        h = Harness(redis.url, tmp_path / "lkg.json", QUIET)
+        try:
+            await h.sync.start(wait=5)
+            project_id = await add_project(h.writer)
+            await until(lambda: project_id in h.sync.snapshot.projects)
+            loads = len(h.store.loads)
+            assert not await h.sync.caught_up(project_id, 10**9, 0.2)
+            assert len(h.store.loads) == loads
+            assert h.sync._waiters == []
+        finally:
+            await h.close()
+
+    asyncio.run(main())
+
+
+def test_a_failing_listener_is_logged_and_the_change_still_applies(
+    redis_factory: Factory, tmp_path: Path
+) -> None:
+    redis = redis_factory()
+
+    def broken() -> None:
+        raise RuntimeError("a listener's bug")
+
+    async def main() -> None:
+        h = Harness(redis.url, tmp_path / "lkg.json", QUIET)
+        h.sync.listeners.append(broken)
+        try:
+            await h.sync.start(wait=5)
+            project_id = await add_project(h.writer)
+            await put_flag(h.writer, project_id, "color", "blue")
+            await until(lambda: h.serves(project_id, "color", "blue"))
+            assert h.sync.compile_errors == 0
+        finally:
+            await h.close()
+
+    asyncio.run(main())
