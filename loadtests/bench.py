@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from loadtests import procs, scenarios
+from loadtests import procs, scenarios, streams_load
 from loadtests.api import Api, ApiFailure
 from loadtests.loadgen import AsyncioLoad, LoadGenerator, LoadResult, Wrk, ensure_wrk, percentile
 
@@ -164,6 +164,7 @@ class Bench:
             self.throughput(baseline, proxy, api, realistic, large, plain)
             self.metrics_cost(proxy, redis_url, realistic)
             self.propagation(api, redis_url, {"": realistic, "_large": large})
+            streams_load.run(self, redis_url, realistic)
         finally:
             api.close()
         self.procs.stop(baseline.child)
