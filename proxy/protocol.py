@@ -26,8 +26,9 @@ whether it may be a stream. A refusal is answered here like the fast path's answ
 gets its head (chunked on HTTP/1.1, ended by the close on 1.0) and its transport is handed over.
 From then on the connection has no keep-alive timer and no read deadline, and reads nothing:
 any byte the client sends ends it. uvicorn's graceful shutdown (`shutdown()` on every
-connection) closes streams at once, so SIGTERM does not wait for them. For this it also relies
-on `send_400_response` and `data_received`.
+connection) closes streams at once, so SIGTERM does not wait for them. For streams it also
+relies on `data_received`, `shutdown` and `send_400_response` (overridden here), and on
+`connection_lost` being called once the transport is gone.
 """
 
 from __future__ import annotations
