@@ -78,7 +78,10 @@ HEAD: Headers = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),  # nginx (and proxies that follow it): do not buffer
 ]
-INVALID_CHANNEL = ApiError(401, "Invalid or expired event stream channel")
+
+
+def invalid_channel() -> ApiError:
+    return ApiError(401, "Invalid or expired event stream channel")
 
 
 class Frame:
@@ -317,7 +320,7 @@ class Streams:
             channel = channels.read(self.secret, tokens[0], self.clock())
         except (channels.InvalidChannel, ValueError):
             self.refused["channel"] += 1
-            raise INVALID_CHANNEL from None
+            raise invalid_channel() from None
         key = self._keys_by_id().get(channel.key_id)
         if key is None or not key.can_evaluate or not key.allows(channel.project_id):
             self.refused["revoked"] += 1

@@ -6,11 +6,13 @@ bulk answer's eventStreams and flagConfigEtag wait."""
 from __future__ import annotations
 
 import http.client
+import resource
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -169,10 +171,11 @@ def pair(
 
 
 class World:
-    """A project with one boolean flag, an evaluate-only key restricted to it, and its channel."""
+    """A project with one boolean flag, an evaluate-only key restricted to it, and its channel;
+    ready once every proxy named knows the key (it is made through the first)."""
 
-    def __init__(self, admin: Client) -> None:
-        self.admin = admin
+    def __init__(self, *servers: ServerProcess) -> None:
+        self.admin = admin = servers[0].client()
         self.project_id = make_project(admin)
         self.flag = make_flag(admin, self.project_id, key="banner", flag_type="boolean",
                               default_value=False)  # fmt: skip
@@ -182,6 +185,8 @@ class World:
         )
         assert r.status == 201, r.body
         self.key_id, self.token = r.json["data"]["id"], r.json["data"]["token"]
+        for server in servers:
+            eventually(lambda s=server: s.client(self.token).post(BULK, {}).status == 200)
 
     def bulk(self, server: ServerProcess, query: str = "") -> Any:
         r = server.client(self.token).post(BULK + query, {"context": {"targetingKey": "u1"}})
@@ -222,7 +227,7 @@ def open_stream(server: ServerProcess, uri: str, **kw: Any) -> Stream:
 
 @pytest.fixture
 def world(pair: tuple[ServerProcess, ServerProcess]) -> World:
-    return World(pair[0].client())
+    return World(*pair)
 
 
 def secret(redis_server: RedisProcess) -> bytes:
@@ -285,7 +290,7 @@ def test_a_stream_hears_nothing_of_another_project(
     pair: tuple[ServerProcess, ServerProcess], world: World
 ) -> None:
     a, b = pair
-    other = World(a.client())
+    other = World(a, b)
     stream = open_stream(b, world.uri(b))
     other.toggle(True)
     assert stream.event(timeout=1.0) is None
@@ -376,7 +381,7 @@ def test_a_revoked_keys_streams_end_and_its_channel_is_refused(
     a, b = pair
     uri = world.uri(b)
     streams = [open_stream(b, uri), open_stream(a, uri)]
-    kept = World(a.client())  # another key's stream is untouched
+    kept = World(a, b)  # another key's stream is untouched
     other = open_stream(b, kept.uri(b))
     dropped = metric(b, 'edge_streams_dropped_total{reason="revoked"}')
     assert world.admin.delete(f"/api/v1/keys/{world.key_id}").status == 204  # through A
@@ -604,3 +609,18 @@ def test_sigterm_with_streams_open_closes_them_and_exits_0_within_the_bound(
         assert stream.closed(timeout=1.0)
         assert stream.ended
     slow.close()
+
+
+def test_the_server_raises_its_open_files_limit_to_the_hard_limit(
+    redis_server: RedisProcess, server_factory: Callable[..., ServerProcess]
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))  # the child inherits it
+    try:
+        server = server_factory(redis_server.url)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert server.proc is not None
+    limits = Path(f"/proc/{server.proc.pid}/limits").read_text()
+    (row,) = [line for line in limits.splitlines() if line.startswith("Max open files")]
+    assert row.split()[3:5] == [str(hard), str(hard)], row
