@@ -14,6 +14,7 @@ monotonic clock (CLOCK_MONOTONIC is one clock for every process of the machine).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import os
 import re
@@ -108,14 +109,21 @@ def memory(bench: Bench, rss: dict[int, float]) -> None:
 
 def evaluate(bench: Bench, server: procs.Server, twin: procs.Server, bodies: Path) -> None:
     """Evaluate on the worker holding the streams and on its twin, alternating which goes first
-    (as metrics_cost does): a busy machine moves both alike. Medians of each."""
-    rounds = 2 if bench.plan.duration < 5 else 3
+    (as metrics_cost does), in more and shorter rounds than the other phases: on a shared
+    machine requests per CPU-second swing by a third between two runs of one server, and only
+    many alternations let both workers meet the same weather. Medians of each."""
+    rounds = 2 if bench.plan.duration < 5 else 5
     with_streams: list[Any] = []
     without: list[Any] = []
-    for n in range(rounds):
-        pair = [(server, with_streams), (twin, without)]
-        for worker, figures in pair if n % 2 == 0 else pair[::-1]:
-            figures.append(bench.measure(worker, EVALUATE, bodies))
+    plan = bench.plan
+    bench.plan = dataclasses.replace(plan, duration=max(2, plan.duration // 2), warmup=1)
+    try:
+        for n in range(rounds):
+            pair = [(server, with_streams), (twin, without)]
+            for worker, figures in pair if n % 2 == 0 else pair[::-1]:
+                figures.append(bench.measure(worker, EVALUATE, bodies))
+    finally:
+        bench.plan = plan
     on = statistics.median(m.load.rps for m in with_streams)
     off = statistics.median(m.load.rps for m in without)
     cpu_on = statistics.median(m.per_cpu for m in with_streams)

@@ -132,9 +132,9 @@ class EdgeApp:
             self.metrics.observe(route, status, seconds)
 
     def crashed_answer(
-        self, headers: Mapping[bytes, bytes]
+        self, headers: Mapping[bytes, bytes], method: str = "POST", path: str = EVALUATE
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        return crash_answer("POST", EVALUATE, headers)
+        return crash_answer(method, path, headers)
 
     def handler_of(self, path: str) -> Evaluate | Track | Ofrep | None:
         handler = self.hot.get(path)

@@ -81,7 +81,9 @@ class Hooks(Protocol):
 
     def observe(self, route: str, status: int, seconds: float) -> None: ...
 
-    def crashed_answer(self, headers: Mapping[bytes, bytes]) -> tuple[int, bytes, Headers]: ...
+    def crashed_answer(
+        self, headers: Mapping[bytes, bytes], method: str = ..., path: str = ...
+    ) -> tuple[int, bytes, Headers]: ...
 
 
 def _hooks(app: Any) -> Hooks:
@@ -269,11 +271,17 @@ class EdgeProtocol(HttpToolsProtocol):
         hooks = self.hooks
         assert hooks.streams is not None
         started = time.perf_counter()
-        query = self.url.partition(b"?")[2]
-        ticket = hooks.streams.admit(query, dict(self.headers))
+        query, headers = self.url.partition(b"?")[2], dict(self.headers)
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        try:
+            ticket = hooks.streams.admit(query, headers)
+        except Exception:  # a bug: logged once, answered in the API's shape, never a stream
+            status, out, extra = hooks.crashed_answer(headers, "GET", STREAM.decode())
+            hooks.observe("GET /ofrep/v1/sse", status, time.perf_counter() - started)
+            self._reply(status, out, extra, keep_alive, vary=False)
+            return
         hooks.observe("GET /ofrep/v1/sse", ticket.status, time.perf_counter() - started)
         if ticket.status != 200:
-            keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
             self._reply(ticket.status, ticket.body, ticket.headers, keep_alive, vary=False)
             return
         self.stream_chunked = self.parser.get_http_version() != "1.0"
