@@ -130,17 +130,25 @@ def evaluate(bench: Bench, server: procs.Server, twin: procs.Server, bodies: Pat
     cpu_off = statistics.median(m.per_cpu for m in without)
     p99_on = statistics.median(m.load.p99_ms for m in with_streams)
     p99_off = statistics.median(m.load.p99_ms for m in without)
+    # The two runs of a round follow each other, so they share the machine's weather best.
+    pairs = list(zip(with_streams, without, strict=True))
+    paired = statistics.median(w.load.rps / wo.load.rps for w, wo in pairs)
+    paired_cpu = statistics.median(w.per_cpu / wo.per_cpu for w, wo in pairs)
+    spread = [round(m.load.rps) for m in with_streams + without]
     text = (
         f"with {COUNTS[-1]} idle streams req/s={on:.0f}  without={off:.0f}"
         f"  ratio={on / off:.3f}  cpu_ratio={cpu_on / cpu_off:.3f}"
-        f"  p99={p99_on:.2f}ms (without {p99_off:.2f}ms; {rounds} rounds each;"
-        " target ratio >= 0.95)"
+        f"  paired={paired:.3f}  paired_cpu={paired_cpu:.3f}"
+        f"  p99={p99_on:.2f}ms (without {p99_off:.2f}ms; {rounds} rounds each, every run"
+        f" between {min(spread)} and {max(spread)} req/s; target ratio >= 0.95)"
     )
     figure = {
         "with": [m.figure() for m in with_streams],
         "without": [m.figure() for m in without],
         "ratio": round(on / off, 3),
         "cpu_ratio": round(cpu_on / cpu_off, 3),
+        "paired_ratio": round(paired, 3),
+        "paired_cpu_ratio": round(paired_cpu, 3),
     }
     bench.record("stream_evaluate", text, figure)
 
