@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from loadtests import procs, results_load, scenarios
+from loadtests import procs, results_load, scenarios, streams_load
 from loadtests.api import Api, ApiFailure
 from loadtests.loadgen import AsyncioLoad, LoadGenerator, LoadResult, Wrk, ensure_wrk, percentile
 
@@ -171,6 +171,7 @@ class Bench:
             self.metrics_cost(proxy, redis_url, realistic)
             results_load.results_while_evaluating(self, proxy, api, redis_url, realistic)
             self.propagation(api, redis_url, {"": realistic, "_large": large})
+            streams_load.run(self, redis_url, realistic)
         finally:
             api.close()
         self.procs.stop(baseline.child)

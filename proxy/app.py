@@ -32,6 +32,7 @@ from proxy.control import (
 )
 from proxy.control.delivery import Delivery
 from proxy.domain.model import DomainError
+from proxy.edge import streams
 from proxy.edge.evaluate import Evaluate
 from proxy.edge.track import Track
 from proxy.errors import ApiError, conflict, from_domain, unavailable
@@ -112,9 +113,13 @@ class EdgeApp:
             EVALUATE: evaluate,
             TRACK: Track(runtime.auth, runtime.conversions, limit),
         }
-        self.ofrep = Ofrep(runtime.auth, limit)
+        self.ofrep = Ofrep(runtime.auth, limit, runtime.streams)
         self.hot[ofrep.PREFIX] = self.ofrep
+        # Event streams are served by the HTTP protocol (proxy.protocol); what reaches the app
+        # on their path (a preflight, another method, a stray request) gets the ASGI route.
+        self.streams = runtime.streams
         self.edge: ASGIApp = self.dispatch_hot
+        self.stream_route: ASGIApp = self.dispatch_stream
         if settings.cors_origins:
             self.edge = CORSMiddleware(
                 self.dispatch_hot,
@@ -124,15 +129,23 @@ class EdgeApp:
                 expose_headers=["etag"],
                 max_age=600,
             )
+            # An EventSource's reconnection sends Last-Event-ID: a preflight asks for it.
+            self.stream_route = CORSMiddleware(
+                self.dispatch_stream,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET"],
+                allow_headers=["last-event-id", "cache-control"],
+                max_age=600,
+            )
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         if self.metrics is not None:
             self.metrics.observe(route, status, seconds)
 
     def crashed_answer(
-        self, headers: Mapping[bytes, bytes]
+        self, headers: Mapping[bytes, bytes], method: str = "POST", path: str = EVALUATE
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        return crash_answer("POST", EVALUATE, headers)
+        return crash_answer(method, path, headers)
 
     def handler_of(self, path: str) -> Evaluate | Track | Ofrep | None:
         handler = self.hot.get(path)
@@ -150,6 +163,9 @@ class EdgeApp:
             and self.handler_of(scope["path"]) is not None
         ):
             await self.edge(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["path"] == streams.PATH:
+            await self.stream_route(scope, receive, send)
             return
         if self.metrics is None or scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -184,6 +200,18 @@ class EdgeApp:
             status = await crashed(scope, send, started=False)
         if self.metrics is not None:
             label = "POST " + (path if handler is not self.ofrep else ofrep.PREFIX + "/*")
+            self.metrics.observe(label, status, time.perf_counter() - start)
+
+    async def dispatch_stream(
+        self, scope: http.Scope, receive: http.Receive, send: http.Send
+    ) -> None:
+        start = time.perf_counter()
+        try:
+            status = await self.streams(scope, receive, send)
+        except Exception:
+            status = await crashed(scope, send, started=False)
+        if self.metrics is not None:
+            label = f"{scope['method']} {streams.PATH}"
             self.metrics.observe(label, status, time.perf_counter() - start)
 
 
@@ -276,6 +304,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             runtime.auth,
             delivery,
             results.CACHE_METRICS,
+            runtime.streams,
             metrics.RedisErrors(
                 {
                     "control": runtime,

@@ -6,12 +6,18 @@ same compiled plans as evaluate: each flag's Outcome already carries value, vari
 `context.project_id`; the environment is `context.environment` or the project's default.
 Bulk answers carry an ETag over the exact bytes returned, so a different context can never
 match another's ETag and get a wrong 304.
+
+Push (ADR-0008, proxy/edge/streams.py): a bulk answer carries `eventStreams`, the channel of
+its key, project and environment. A re-fetch that an event triggered names the event's version
+in `flagConfigEtag`; when this proxy does not hold that version yet (the event came through
+another proxy), the answer waits for the sync to bring it, up to FLAG_CONFIG_WAIT seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -21,9 +27,11 @@ from proxy.domain.access import ApiKey
 from proxy.edge import render
 from proxy.edge.auth import Auth
 from proxy.edge.snapshot import CompiledFlag, Plan
+from proxy.edge.streams import Streams
 from proxy.errors import ApiError, forbidden
 
 PREFIX = "/ofrep/v1/evaluate/flags"
+FLAG_CONFIG_WAIT = 1.0  # seconds a re-fetch may wait for the version its event named
 
 
 class OfrepError(Exception):
@@ -37,10 +45,11 @@ class OfrepError(Exception):
 
 
 class Ofrep:
-    def __init__(self, auth: Auth, max_body: int) -> None:
+    def __init__(self, auth: Auth, max_body: int, streams: Streams | None = None) -> None:
         self.auth = auth
         self.sync = auth.sync
         self.max_body = max_body
+        self.streams = streams
 
     async def __call__(self, scope: http.Scope, receive: http.Receive, send: http.Send) -> int:
         path: str = scope["path"]
@@ -57,12 +66,19 @@ class Ofrep:
             context = data.get("context", {})
             if not isinstance(context, dict):
                 raise OfrepError(400, "INVALID_CONTEXT", "context must be an object")
-            plan, env = self.plan(api_key, context)
+            project_id = self.project_of(api_key, context)
+            version = None if key is not None else _flag_config_version(scope)
+            if version is not None and api_key.allows(project_id):
+                await self.sync.caught_up(project_id, version, FLAG_CONFIG_WAIT)
+            plan, env = self.plan(api_key, project_id, context)
             if key is not None:
                 body = self.single(plan, env, key, context)
                 await http.reply(send, 200, body, http.PRIVATE_HEADERS)
                 return 200
-            body = self.bulk(plan, env, context)
+            streams = (
+                None if self.streams is None else self.streams.advertise(api_key, project_id, env)
+            )
+            body = self.bulk(plan, env, context, streams)
         except OfrepError as e:
             await http.reply(send, e.status, e.body(key))
             return e.status
@@ -77,12 +93,15 @@ class Ofrep:
         await http.reply(send, 200, body, headers)
         return 200
 
-    def plan(self, api_key: ApiKey, context: dict[str, Any]) -> tuple[Plan, str]:
+    def project_of(self, api_key: ApiKey, context: dict[str, Any]) -> str:
         project_id = context.get("project_id")
         if project_id is None and api_key.project_ids is not None and len(api_key.project_ids) == 1:
             (project_id,) = api_key.project_ids
         if not isinstance(project_id, str):
             raise OfrepError(400, "INVALID_CONTEXT", "context.project_id is required")
+        return project_id
+
+    def plan(self, api_key: ApiKey, project_id: str, context: dict[str, Any]) -> tuple[Plan, str]:
         project = self.sync.snapshot.projects.get(project_id)
         if project is None:
             raise OfrepError(400, "INVALID_CONTEXT", "unknown project")
@@ -103,13 +122,19 @@ class Ofrep:
             raise OfrepError(400, "TARGETING_KEY_MISSING", "this flag's answer needs targetingKey")
         return orjson.dumps(_result(flag, env, _with_user(context, user_id), user_id))
 
-    def bulk(self, plan: Plan, env: str, context: dict[str, Any]) -> bytes:
-        """Every flag, by the plan's generated OFREP render (made on the plan's first bulk)."""
+    def bulk(
+        self, plan: Plan, env: str, context: dict[str, Any], streams: list[Any] | None = None
+    ) -> bytes:
+        """Every flag, by the plan's generated OFREP render (made on the plan's first bulk),
+        and the event streams to hear of changes on."""
         user_id = _targeting_key(context)
         if plan.ofrep_render is None:
             irs = [f.ir for f in plan.flags.values()]
             plan.ofrep_render = render.ofrep_render(irs, plan.sink, env)
-        return plan.ofrep_render(_with_user(context, user_id), user_id)
+        answer = plan.ofrep_render(_with_user(context, user_id), user_id)
+        if not streams:
+            return answer
+        return answer[:-1] + b',"eventStreams":' + orjson.dumps(streams) + b"}"
 
 
 def _targeting_key(context: dict[str, Any]) -> str | None:
@@ -134,6 +159,19 @@ def _result(flag: CompiledFlag, env: str, context: dict[str, Any], user_id: str 
         "variant": outcome.variant,
         "metadata": {"environment": env},
     }
+
+
+def _flag_config_version(scope: http.Scope) -> int | None:
+    """The version a re-fetch names: `flagConfigEtag`, our events' etag (`"<version>"`)."""
+    query: bytes = scope.get("query_string", b"")
+    if b"flagConfigEtag=" not in query:
+        return None
+    try:
+        values = parse_qs(query.decode("latin-1"), max_num_fields=8).get("flagConfigEtag", [""])
+    except ValueError:  # more fields than a provider sends: not a re-fetch of ours
+        return None
+    text = values[0].strip().removeprefix("W/").strip('"')
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _if_none_match(scope: http.Scope) -> list[bytes]:

@@ -632,7 +632,34 @@ SCHEMAS: dict[str, Schema] = {
         {"key": STRING, "errorCode": {"const": "FLAG_NOT_FOUND"}, "errorDetails": STRING},
         "key errorCode",
     ),
-    "OfrepBulkSuccess": obj({"flags": array(ref("OfrepSuccess"))}, "flags"),
+    "OfrepBulkSuccess": obj(
+        {
+            "flags": array(ref("OfrepSuccess")),
+            "eventStreams": array(
+                ref("OfrepEventStream"),
+                description="Where to hear of changes (ADR-0008); absent while streams are off.",
+            ),
+        },
+        "flags",
+    ),
+    "OfrepEventStream": obj(
+        {
+            "type": {"const": "sse"},
+            "endpoint": obj(
+                {
+                    "requestUri": {
+                        "type": "string",
+                        "pattern": "^/ofrep/v1/sse[?]channel=",
+                        "description": "Relative: the provider puts its own base URL's origin "
+                        "before it, so any load balancer or CDN in front works.",
+                    }
+                },
+                "requestUri",
+            ),
+            "inactivityDelaySec": {"type": "integer", "minimum": 1},
+        },
+        "type endpoint inactivityDelaySec",
+    ),
     "OfrepBulkFailure": obj(
         {"errorCode": {"enum": OFREP_ERROR_CODES}, "errorDetails": STRING}, "errorCode"
     ),
@@ -1018,8 +1045,35 @@ PATHS: dict[str, Schema] = {
                         "304": answer("Not modified: If-None-Match names this answer's ETag."),
                         "400": answer("Bad request or context.", ref("OfrepBulkFailure")),
                         **error_responses(413, *AUTH)},
-                       params=[parameter("If-None-Match", "header", STRING)], body="OfrepRequest",
-                       body_required=False, security=OFREP_SECURITY),
+                       params=[parameter("If-None-Match", "header", STRING),
+                               {**parameter("flagConfigEtag", "query", STRING),
+                                "description": "The etag of the event that triggered this "
+                                "re-fetch: a version newer than this proxy holds waits (up to "
+                                "1 s) until it holds it."},
+                               {**parameter("flagConfigLastModified", "query", STRING),
+                                "description": "Accepted and ignored: the etag says it all."}],
+                       body="OfrepRequest", body_required=False, security=OFREP_SECURITY),
+        },
+        "/ofrep/v1/sse": {
+            "get": op("ofrepEventStream",
+                      "OFREP: the event stream of a channel (no key: the channel is the grant)",
+                      {"200": {"description": "`text/event-stream`, open until either side "
+                               "closes it: for each configuration change of the channel's "
+                               "project, `id: <version>`, `event: message`, `data: "
+                               "{\"type\": \"refetchEvaluation\", \"etag\": "
+                               "\"\\\"<version>\\\"\", \"lastModified\": <unix s>}`; a "
+                               "comment line every 15 s.",
+                               "content": {"text/event-stream": {"schema": STRING}}},
+                       "401": answer("Forged or expired channel, or its key was revoked.",
+                                     ref("Error")),
+                       "405": answer("Not a GET.", ref("Error")),
+                       "503": answer("No snapshot or no stream secret yet, streams off, or too "
+                                     "many streams on this process.", ref("Error"))},
+                      params=[parameter("channel", "query", STRING, required=True),
+                              {**parameter("Last-Event-ID", "header", STRING),
+                               "description": "Older than the current version: one event at "
+                               "once."}],
+                      security=NO_AUTH),
         },
     }),
     **tagged("operations", {

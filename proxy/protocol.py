@@ -23,6 +23,16 @@ starting an ASGI task; when the whole request is in, evaluate's synchronous `res
 the answer, and status line, headers and body go out in one write. Any other case, including a
 body that outgrows the limit, is handed to uvicorn's own path with what was buffered: the ASGI
 app then answers exactly as it would have.
+
+Event streams (`GET /ofrep/v1/sse?channel=`, exact path, alone on its connection: whatever
+EDGE_FAST_PATH says): once the request is in, the streams component (proxy.edge.streams) says
+whether it may be a stream. A refusal is answered here like the fast path's answers; a stream
+gets its head (chunked on HTTP/1.1, ended by the close on 1.0) and its transport is handed over.
+From then on the connection has no keep-alive timer and no read deadline, and reads nothing:
+any byte the client sends ends it. uvicorn's graceful shutdown (`shutdown()` on every
+connection) closes streams at once, so SIGTERM does not wait for them. For streams it also
+relies on `data_received`, `shutdown` and `send_400_response` (overridden here), and on
+`connection_lost` being called once the transport is gone.
 """
 
 from __future__ import annotations
@@ -43,7 +53,23 @@ log = logging.getLogger("proxy.protocol")
 
 EVALUATE = b"/api/v1/flags/evaluate"
 SWEEP = 0.5  # seconds between two checks of every connection's deadline
+STREAM = b"/ofrep/v1/sse"
 Headers = list[tuple[bytes, bytes]]
+
+
+class StreamTicket(Protocol):
+    """The streams component's answer to a stream request (proxy.edge.streams.Ticket)."""
+
+    status: int  # 200: write the head and `open`; anything else: answer this refusal
+    body: bytes
+    headers: Headers
+
+    # Registers the stream on the transport; returns what to call once the connection ends.
+    def open(self, transport: asyncio.Transport, chunked: bool) -> Callable[[], None]: ...
+
+
+class Streams(Protocol):
+    def admit(self, query: bytes, headers: Mapping[bytes, bytes]) -> StreamTicket: ...
 
 
 class Hooks(Protocol):
@@ -58,9 +84,13 @@ class Hooks(Protocol):
     # None when the fast path is off; else (headers, body) -> (status, body, headers).
     fast_evaluate: Callable[[Mapping[bytes, bytes], bytes], tuple[int, bytes, Headers]] | None
 
+    streams: Streams | None  # the event streams' registry (proxy.edge.streams.Streams)
+
     def observe(self, route: str, status: int, seconds: float) -> None: ...
 
-    def crashed_answer(self, headers: Mapping[bytes, bytes]) -> tuple[int, bytes, Headers]: ...
+    def crashed_answer(
+        self, headers: Mapping[bytes, bytes], method: str = ..., path: str = ...
+    ) -> tuple[int, bytes, Headers]: ...
 
 
 def _hooks(app: Any) -> Hooks:
@@ -82,6 +112,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self.fast_body = bytearray()
         self.fast_keep_alive = True
         self.header_size = 0
+        self.stream_wanted = False  # this request asks to become an event stream
+        self.stream_end: Callable[[], None] | None = None  # set while the connection is one
+        self.streamed = False  # it has been one: it serves nothing else, ever
+        self.stream_chunked = True
         self._default_headers: Headers | None = None  # what _default_block was made of
         self._default_block = b""
 
@@ -93,6 +127,12 @@ class EdgeProtocol(HttpToolsProtocol):
         # sends a byte would stay open for ever.
         self._arm(self.timeout_keep_alive)
         _sweep_on(self.loop, self.connections)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.stream_end is not None:
+            self.stream_end()
+            self.stream_end = None
+        super().connection_lost(exc)
 
     def _arm(self, seconds: float) -> None:
         self.deadline_at = self.loop.time() + seconds
@@ -111,7 +151,16 @@ class EdgeProtocol(HttpToolsProtocol):
 
     # Parser callbacks -------------------------------------------------------------------------
 
+    def data_received(self, data: bytes) -> None:
+        if self.streamed:  # a stream reads nothing: a client that sends more is done with it
+            self._end_stream()
+            return
+        super().data_received(data)
+
     def on_message_begin(self) -> None:
+        if self.streamed:  # pipelined behind the stream's request, in the same read
+            self._end_stream()
+            raise ConnectionAbortedError("a request after an event stream's")
         super().on_message_begin()
         self.header_size = 0
         self._arm(self.hooks.header_timeout)
@@ -129,9 +178,14 @@ class EdgeProtocol(HttpToolsProtocol):
                 self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
             )
             return
+        if self._stream_eligible():
+            self.stream_wanted = True
+            return
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
+        if self.stream_wanted:
+            return  # a GET's body means nothing here (its deadline still holds)
         if not self.fast:
             super().on_body(body)
             return
@@ -141,6 +195,10 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self.deadline_at = math.inf  # the request is in: the app has it, no deadline now
+        if self.stream_wanted:
+            self.stream_wanted = False
+            self._open_stream()
+            return
         if not self.fast:
             super().on_message_complete()
             return
@@ -166,6 +224,18 @@ class EdgeProtocol(HttpToolsProtocol):
                 return value.isdigit() and int(value) <= hooks.max_body_bytes
         return True
 
+    def _stream_eligible(self) -> bool:
+        hooks = self.hooks
+        if hooks.streams is None or not self.url.startswith(STREAM):
+            return False
+        if self.url.partition(b"?")[0] != STREAM:
+            return False
+        if self.parser.get_method() != b"GET" or self.parser.should_upgrade():
+            return False
+        if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+            return False  # the ASGI route answers it: a stream needs its connection alone
+        return self.header_size <= hooks.max_header_bytes
+
     def _fall_back(self) -> None:
         """Hand the request to uvicorn's own path, as if it had never been buffered."""
         self.fast = False
@@ -183,18 +253,76 @@ class EdgeProtocol(HttpToolsProtocol):
             status, out, extra = hooks.fast_evaluate(headers, body)
         except Exception:
             status, out, extra = hooks.crashed_answer(headers)
+        # What Starlette's CORSMiddleware adds to an answer without an Origin: `vary`.
+        self._reply(status, out, extra, self.fast_keep_alive, vary=hooks.cors)
+        hooks.observe("POST /api/v1/flags/evaluate", status, time.perf_counter() - started)
+
+    def _reply(self, status: int, out: bytes, extra: Headers, keep_alive: bool, vary: bool) -> None:
+        """One whole answer in one write, then on to the next request (or the close)."""
         content = [STATUS_LINE[status], self._defaults(), *_lines(extra)]
         content.append(b"content-length: %d\r\n" % len(out))
-        if hooks.cors:  # what Starlette's CORSMiddleware adds to an answer without an Origin
+        if vary:
             content.append(b"vary: Origin\r\n")
-        if not self.fast_keep_alive:
+        if not keep_alive:
             content.append(b"connection: close\r\n")
         content += [b"\r\n", out]
         self.transport.write(b"".join(content))
-        hooks.observe("POST /api/v1/flags/evaluate", status, time.perf_counter() - started)
-        if not self.fast_keep_alive:
+        if not keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+    # Event streams ----------------------------------------------------------------------------
+
+    def _open_stream(self) -> None:
+        hooks = self.hooks
+        assert hooks.streams is not None
+        started = time.perf_counter()
+        query, headers = self.url.partition(b"?")[2], dict(self.headers)
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        try:
+            ticket = hooks.streams.admit(query, headers)
+        except Exception:  # a bug: logged once, answered in the API's shape, never a stream
+            status, out, extra = hooks.crashed_answer(headers, "GET", STREAM.decode())
+            hooks.observe("GET /ofrep/v1/sse", status, time.perf_counter() - started)
+            self._reply(status, out, extra, keep_alive, vary=False)
+            return
+        hooks.observe("GET /ofrep/v1/sse", ticket.status, time.perf_counter() - started)
+        if ticket.status != 200:
+            self._reply(ticket.status, ticket.body, ticket.headers, keep_alive, vary=False)
+            return
+        self.stream_chunked = self.parser.get_http_version() != "1.0"
+        framing = b"transfer-encoding: chunked\r\n" if self.stream_chunked else b""
+        head = [STATUS_LINE[200], self._defaults(), *_lines(ticket.headers), framing, b"\r\n"]
+        self.transport.write(b"".join(head))
+        self.streamed = True
+        self.stream_end = ticket.open(self.transport, self.stream_chunked)
+        self.headers = []  # nothing of the request is needed again
+        self.scope = None  # type: ignore[assignment]
+
+    def _end_stream(self) -> None:
+        """Forget the stream and close its connection: after what was written if the socket
+        took it all (with the chunked body's end), at once if not."""
+        if self.stream_end is not None:
+            self.stream_end()
+            self.stream_end = None
+        if self.transport.is_closing():
+            return
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+            return
+        if self.stream_chunked:
+            self.transport.write(b"0\r\n\r\n")
+        self.transport.close()
+
+    def shutdown(self) -> None:
+        if self.streamed:
+            self._end_stream()
+            return
+        super().shutdown()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.streamed:  # a stream's client that broke the rules is already cut off
+            super().send_400_response(msg)
 
     def _defaults(self) -> bytes:
         """uvicorn's default headers (date, server) as bytes, re-joined once a second."""

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from proxy.domain import audit, changes, model
 from proxy.edge.auth import Auth
+from proxy.edge.streams import Streams, raise_open_files_limit
 from proxy.edge.sync import Sync
 from proxy.settings import Settings
 from proxy.store import keys
@@ -56,6 +57,15 @@ class Runtime:
         )
         self.conversions = ConversionWriter(self.events, self.spool)
         self.auth = Auth(self.sync, settings.rate_limit_per_second)
+        self.streams = Streams(
+            self.sync,
+            self.redis,
+            max_streams=settings.max_streams,
+            heartbeat=settings.stream_heartbeat,
+            buffer_bytes=settings.stream_buffer_bytes,
+            cors_origins=settings.cors_origins,
+        )
+        self.sync.listeners.append(self.streams.on_change)
         self.redis_errors = 0  # of the control routes; the components count their own
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -70,6 +80,9 @@ class Runtime:
         await self.sync.start(wait=3.0)
         self.spawn(self.exposures.run(self.settings.exposure_flush_interval))
         self.spawn(self.spool.run(self.events, 1.0))
+        raise_open_files_limit()  # before the first stream: each one is a socket
+        await self.streams.start(wait=1.0 if self.sync.subscribed else 0.0)
+        self.spawn(self.streams.keep_secret())
 
     async def _bootstrap(self) -> bool:
         token = self.settings.bootstrap_key
@@ -106,6 +119,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self.streams.stop()  # none are left by now: the server closed every connection
         await self.conversions.close()
         await self.exposures.flush()  # to Redis, or to the spool
         self.spool.close()

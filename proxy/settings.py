@@ -133,6 +133,12 @@ class Settings:
     # Backoff after failed attempt n: between half and all of min(max, base * 2^(n-1)) seconds.
     webhook_retry_base: float = setting("EDGE_WEBHOOK_RETRY_BASE", positive_number, 5.0)
     webhook_retry_max: float = setting("EDGE_WEBHOOK_RETRY_MAX", positive_number, 600.0)
+    # OFREP event streams (proxy/edge/streams.py): at most this many per process (0: none, and
+    # bulk answers advertise none); a comment line to each every heartbeat; a stream whose
+    # unsent bytes pass the bound is dropped (its client reconnects and re-fetches).
+    max_streams: int = setting("EDGE_MAX_STREAMS", integer, 10_000)
+    stream_heartbeat: float = setting("EDGE_STREAM_HEARTBEAT", positive_number, 15.0)
+    stream_buffer_bytes: int = setting("EDGE_STREAM_BUFFER_BYTES", positive_integer, 64 * 1024)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

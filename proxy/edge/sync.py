@@ -63,7 +63,8 @@ class Sync:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._lkg_dirty = asyncio.Event()
-        self.listeners: list[Callable[[], None]] = []
+        self.listeners: list[Callable[[], None]] = []  # called after every swap
+        self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []  # caught_up's
 
     # Loading -----------------------------------------------------------------------------------
 
@@ -128,6 +129,16 @@ class Sync:
         return True
 
     def _changed(self) -> None:
+        # Listeners and waiters first: pushing a change to clients (proxy/edge/streams.py)
+        # must not wait behind the collection below. A listener's bug is logged, never taken
+        # for a scope that failed to compile.
+        for listener in self.listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("a snapshot listener failed")
+        if self._waiters:
+            self._wake()
         # A snapshot lives until the next change: out of the cyclic collector's sight, its
         # objects stop costing every collection a pause (freed by refcount all the same, as a
         # snapshot holds no cycles). Collect first, so no cyclic garbage is frozen for good;
@@ -135,8 +146,27 @@ class Sync:
         gc.collect()
         gc.freeze()
         self._lkg_dirty.set()
-        for listener in self.listeners:
-            listener()
+
+    async def caught_up(self, scope: str, version: int, timeout: float) -> bool:
+        """Whether `scope` is held at `version` or newer, waiting up to `timeout` seconds for
+        the sync to get there (nothing is loaded on the caller's word: pub/sub or the poll
+        brings it, so a client naming a far-off version costs no Redis call)."""
+        if self.held_version(scope) >= version:
+            return True
+        waiter = (scope, version, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter[2], timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        for scope, version, future in self._waiters:
+            if not future.done() and self.held_version(scope) >= version:
+                future.set_result(None)
 
     # Running -----------------------------------------------------------------------------------
 

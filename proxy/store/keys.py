@@ -13,6 +13,9 @@ from proxy.domain.scope import GLOBAL_KINDS, PROJECT_KINDS, Kind
 
 GLOBAL = "g"
 CHANGES_CHANNEL = "edge:changes"
+# The fleet's secret that signs event stream channels (proxy/domain/channel.py): made once by
+# whichever proxy starts first (SET NX), read by all; only an operator replaces it.
+STREAM_SECRET = "{g}:stream-secret"
 
 
 def _tag(scope: str) -> str:

@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from proxy import ofrep, openapi
 from proxy.app import create_app
 from proxy.domain import model, rules
+from proxy.edge import streams
 from proxy.settings import Settings
 from tests.e2e.helpers import evaluate, make_experiment, make_flag, make_project, start_experiment
 from tests.support import BOOTSTRAP, Client, RedisProcess, Reply, ServerProcess, eventually
@@ -115,6 +116,7 @@ def test_every_route_the_app_serves_is_documented_and_nothing_else(
     served = routed(edge.app.routes)
     served |= {("POST", path) for path in edge.hot}  # the pure-ASGI hot routes
     served |= {("POST", ofrep.PREFIX), ("POST", ofrep.PREFIX + "/{key}")}  # dispatched by prefix
+    served |= {("GET", streams.PATH)}  # event streams: served by the HTTP protocol
     assert served == documented()
 
 

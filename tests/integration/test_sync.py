@@ -534,3 +534,53 @@ async def test_a_rate_below_one_per_second_still_admits_one_request_per_period(
     clock.now += 2
     auth.key(request(TOKEN))
     assert auth.limited == 1
+
+
+# Waiting for a version ------------------------------------------------------------------------
+
+
+async def test_caught_up_waits_for_a_version_until_the_sync_holds_it(
+    redis_factory: Factory, harness: Harnesses
+) -> None:
+    h = harness(redis_factory().url, QUIET)
+    await h.sync.start(wait=5)
+    project_id = await add_project(h.writer)
+    version = await put_flag(h.writer, project_id, "color", "blue")
+    await until(lambda: h.serves(project_id, "color", "blue"))
+    assert await h.sync.caught_up(project_id, version, 0.0)  # held: no wait at all
+
+    waiting = asyncio.create_task(h.sync.caught_up(project_id, version + 1, 5.0))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await put_flag(h.writer, project_id, "color", "green")
+    assert await waiting
+    assert h.serves(project_id, "color", "green")  # what the waiter comes back to
+    assert h.sync._waiters == []
+
+
+async def test_caught_up_gives_up_after_its_timeout_without_asking_redis(
+    redis_factory: Factory, harness: Harnesses
+) -> None:
+    h = harness(redis_factory().url, QUIET)
+    await h.sync.start(wait=5)
+    project_id = await add_project(h.writer)
+    await until(lambda: project_id in h.sync.snapshot.projects)
+    loads = len(h.store.loads)
+    assert not await h.sync.caught_up(project_id, 10**9, 0.2)
+    assert len(h.store.loads) == loads
+    assert h.sync._waiters == []
+
+
+async def test_a_failing_listener_is_logged_and_the_change_still_applies(
+    redis_factory: Factory, harness: Harnesses
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("a listener's bug")
+
+    h = harness(redis_factory().url, QUIET)
+    h.sync.listeners.append(broken)
+    await h.sync.start(wait=5)
+    project_id = await add_project(h.writer)
+    await put_flag(h.writer, project_id, "color", "blue")
+    await until(lambda: h.serves(project_id, "color", "blue"))
+    assert h.sync.compile_errors == 0
