@@ -29,17 +29,6 @@ from tests.support import RedisProcess, ServerProcess, eventually
 
 PAGE = Path(__file__).resolve().parent / "push"
 BUNDLE = PAGE / "dist" / "bundle.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 BULK = "/ofrep/v1/evaluate/flags"
 
 
@@ -75,20 +64,13 @@ def build_page() -> None:
 
 
 @pytest.fixture(scope="module")
-def chromium(request: pytest.FixtureRequest) -> Iterator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        cannot_run(request.config, f"no {CHROMIUM} (Debian's chromium package)")
+def chromium(request: pytest.FixtureRequest) -> Any:
+    """The package's browser (tests/browser/conftest.py: Debian's chromium, or a loud skip),
+    once the page is built: Playwright's sync API can run only once in a thread."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         cannot_run(request.config, "no node or npm, to bundle the page")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        cannot_run(request.config, "the playwright package is not installed (the dev extra)")
     build_page()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    return request.getfixturevalue("browser")
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
