@@ -388,3 +388,22 @@ def lkg_flags(path: Path, project_id: str) -> dict[str, Any]:
     except (OSError, ValueError, KeyError):
         return {}
     return {f["key"]: f["default_value"] for f in flags}
+
+
+def shared(name: str) -> Path:
+    """A file of the shared contract beside the repository (`../shared/<name>`), wherever the
+    checkout sits (a worktree one level deeper included)."""
+    for candidate in (ROOT.parent / "shared" / name, ROOT.parent.parent / "shared" / name):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"shared/{name} not found beside the repository")
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """The status and the headers (lower-cased names) of a raw HTTP answer's head."""
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.store import keys
 from tests.support import Client, RedisProcess
 
 VARIANTS = [
@@ -103,19 +104,21 @@ def conversions(client: Client, experiment: dict[str, Any]) -> int | None:
     return r.json["data"]["conversions"] if r.status == 200 else None
 
 
-def config_digest(redis_server: RedisProcess) -> dict[bytes, Any]:
-    """Every configuration key (projects, keys, flags, rules, experiments, webhooks) and its
-    content (not DUMP: a large hash's DUMP order changes with incremental rehashing on reads),
-    and each audit log's length and newest entry. A webhook's failure count and attempts log are
-    left out: deliveries running in the background change them."""
+def config_digest(redis_server: RedisProcess, *project_ids: str) -> dict[str, Any]:
+    """What a write could change for these projects: the global scope and each project's scope
+    (every record kind, the version), their audit logs (length and newest entry), the owner
+    indexes and the projects' webhook secrets; hashes by content (not DUMP: a large hash's DUMP
+    order changes with incremental rehashing on reads). Named key by key, so it costs the same
+    however many other tests wrote to the suite's Redis. A webhook's failure count and attempts
+    log are left out: deliveries running in the background change them."""
     r = redis_server.client()
-    out: dict[bytes, Any] = {}
-    for key in r.scan_iter(match="{[gp]*"):
-        if b":webhook-failures" in key or b":webhook-deliveries:" in key:
-            continue
-        kind = r.type(key)
-        if kind == b"stream":
-            out[key] = (r.xlen(key), r.xrevrange(key, count=1))
-        else:
-            out[key] = r.hgetall(key) if kind == b"hash" else r.get(key)
+    names = [keys.owner_index("flags"), keys.owner_index("segments")]
+    for scope in (keys.GLOBAL, *project_ids):
+        names += [keys.version(scope), *(keys.records(scope, k) for k in keys.kinds(scope))]
+    names += [keys.webhook_secrets(p) for p in project_ids]
+    out: dict[str, Any] = {name: r.hgetall(name) for name in names if not name.endswith("version")}
+    out.update({name: r.get(name) for name in names if name.endswith("version")})
+    for scope in (keys.GLOBAL, *project_ids):
+        audit = keys.audit(scope)
+        out[audit] = (r.xlen(audit), r.xrevrange(audit, count=1))
     return out

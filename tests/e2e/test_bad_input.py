@@ -114,7 +114,7 @@ def test_bad_input_is_rejected_and_changes_nothing(
     redis_server: RedisProcess,
 ) -> None:
     _, method, path, body, status, message, field = case
-    before = config_digest(redis_server)
+    before = config_digest(redis_server, world["project_id"])
     if callable(body):
         body = body(world)
     kwargs: dict[str, Any] = {"raw": body} if isinstance(body, bytes) else {"body": body}
@@ -123,7 +123,7 @@ def test_bad_input_is_rejected_and_changes_nothing(
     assert r.json["error"] == message
     if field is not None:
         assert field in r.json["details"], r.json
-    assert config_digest(redis_server) == before
+    assert config_digest(redis_server, world["project_id"]) == before
 
 
 def test_oversized_body_is_413(a: Client, world: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.e2e.helpers import make_flag, make_project
-from tests.support import BOOTSTRAP, RedisProcess, ServerProcess, eventually
+from tests.support import BOOTSTRAP, RedisProcess, ServerProcess, eventually, parse_head
 
 ORIGIN = "https://app.example"
 SETTINGS = {
@@ -104,12 +104,7 @@ class Conn:
         while b"\r\n\r\n" not in self.buffer:
             assert self._fill(), "connection closed before an answer"
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        status = int(status_line.split()[1])
+        status, headers = parse_head(head)
         length = int(headers.get("content-length", "0"))
         while len(self.buffer) < length:
             assert self._fill(), "connection closed inside a body"

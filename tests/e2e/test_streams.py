@@ -21,7 +21,7 @@ import pytest
 from proxy.domain import channel as channels
 from proxy.store import keys
 from tests.e2e.helpers import make_flag, make_project
-from tests.support import Client, RedisProcess, ServerProcess, eventually
+from tests.support import Client, RedisProcess, ServerProcess, eventually, parse_head
 
 ORIGIN = "https://app.example"
 BULK = "/ofrep/v1/evaluate/flags"
@@ -64,12 +64,7 @@ class Stream:
         while b"\r\n\r\n" not in self.raw:
             assert self._recv(), "closed before the head"
         head, self.raw = self.raw.split(b"\r\n\r\n", 1)
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        status = int(status_line.split()[1])
+        status, headers = parse_head(head)
         if "content-length" in headers:  # a refusal
             length = int(headers["content-length"])
             while len(self.raw) < length:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from proxy.domain.stats import (
     experiment_results,
     integrated_chance,
 )
+from tests.support import shared
 
 COMPARISON_FIELDS = (
     "absolute_lift",
@@ -33,18 +33,7 @@ COMPARISON_FIELDS = (
 LATER_FIELDS = {"p_value_adjusted", "sequential", "value"}
 
 
-def _vectors_path() -> Path:
-    here = Path(__file__).resolve()
-    for candidate in (
-        here.parents[3] / "shared" / "stats-vectors.json",
-        here.parents[2] / "shared" / "stats-vectors.json",
-    ):
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError("shared/stats-vectors.json not found beside the repository")
-
-
-VECTORS: list[dict[str, Any]] = json.loads(_vectors_path().read_text())["vectors"]
+VECTORS: list[dict[str, Any]] = json.loads(shared("stats-vectors.json").read_text())["vectors"]
 
 
 def _results(weights: list[float], *arms: tuple[int, int]) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from proxy.domain.stats import (
     value_moments,
     welch_dof,
 )
+from tests.support import shared
 
 ROW_FIELDS = {
     "key",
@@ -60,18 +60,7 @@ VALUE_FIELDS = {
 }
 
 
-def _vectors_path() -> Path:
-    here = Path(__file__).resolve()
-    for candidate in (
-        here.parents[3] / "shared" / "stats-vectors-2.json",
-        here.parents[2] / "shared" / "stats-vectors-2.json",
-    ):
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError("shared/stats-vectors-2.json not found beside the repository")
-
-
-VECTORS: list[dict[str, Any]] = json.loads(_vectors_path().read_text())["vectors"]
+VECTORS: list[dict[str, Any]] = json.loads(shared("stats-vectors-2.json").read_text())["vectors"]
 
 
 def _run(vector: dict[str, Any]) -> dict[str, Any]:
