@@ -147,7 +147,7 @@ class Bench:
 
     def record(self, name: str, text: str, figure: Figures) -> None:
         self.figures[name] = figure
-        out = f"{name:<20}{text}"
+        out = f"{name:<19} {text}"
         self.lines.append(out)
         print(out, flush=True)
 

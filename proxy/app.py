@@ -94,7 +94,8 @@ async def crashed(scope: http.Scope, send: http.Send, started: bool) -> int:
 class EdgeApp:
     """The hot routes without a router (evaluate, track, OFREP: exact paths, then the handler,
     with CORS when origins are configured); everything else goes to Starlette. It also offers
-    the HTTP protocol (proxy.protocol) its deadlines and evaluate's synchronous answer."""
+    the HTTP protocol (proxy.protocol) its deadlines, evaluate's synchronous answer and track's
+    synchronous submission."""
 
     def __init__(self, runtime: Runtime, app: Starlette, requests: metrics.RequestMetrics) -> None:
         self.runtime = runtime
@@ -108,11 +109,11 @@ class EdgeApp:
         self.body_timeout = settings.body_timeout
         self.cors = bool(settings.cors_origins)
         evaluate = Evaluate(runtime.auth, limit)
+        track = Track(runtime.auth, runtime.conversions, limit)
         self.fast_evaluate = evaluate.respond if settings.fast_path else None
-        self.hot: dict[str, Evaluate | Track | Ofrep] = {
-            EVALUATE: evaluate,
-            TRACK: Track(runtime.auth, runtime.conversions, limit),
-        }
+        self.fast_track = track.submit if settings.fast_path else None
+        self.track_answer = track.answer
+        self.hot: dict[str, Evaluate | Track | Ofrep] = {EVALUATE: evaluate, TRACK: track}
         self.ofrep = Ofrep(runtime.auth, limit, runtime.streams)
         self.hot[ofrep.PREFIX] = self.ofrep
         # Event streams are served by the HTTP protocol (proxy.protocol); what reaches the app

@@ -15,9 +15,16 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, bytes, Headers]  # a whole answer: status, body, headers
+
 JSON_HEADERS = [(b"content-type", b"application/json")]
 # Per-user answers: no shared cache may hand one user's variant to another.
 PRIVATE_HEADERS = [*JSON_HEADERS, (b"cache-control", b"private, no-store")]
+
+
+def error_answer(error: ApiError) -> Answer:
+    return error.status, error.body(), [*JSON_HEADERS, *error.headers]
 
 
 def headers_of(scope: Scope) -> dict[bytes, bytes]:

@@ -16,13 +16,17 @@ A deadline is a number on the connection, checked by one sweep of all connection
 SWEEP seconds, not a timer per request (uvicorn's keep-alive timer cost a timer handle per
 response): deadlines are kept to within SWEEP.
 
-The fast path (`EDGE_FAST_PATH`, on by default): `POST /api/v1/flags/evaluate`, with no query
-string, no `Expect: 100-continue`, no CORS request (an `Origin` while CORS is configured), no
-other request in flight on the connection and writing not paused, is buffered here instead of
-starting an ASGI task; when the whole request is in, evaluate's synchronous `respond` gives
-the answer, and status line, headers and body go out in one write. Any other case, including a
-body that outgrows the limit, is handed to uvicorn's own path with what was buffered: the ASGI
-app then answers exactly as it would have.
+The fast path (`EDGE_FAST_PATH`, on by default): `POST /api/v1/flags/evaluate` and
+`POST /api/v1/flags/track`, with no query string, no `Expect: 100-continue`, no CORS request
+(an `Origin` while CORS is configured), no other request in flight on the connection and
+writing not paused, are buffered here instead of starting an ASGI task; when the whole request
+is in, evaluate's synchronous `respond` gives the answer, and status line, headers and body go
+out in one write. Track's `submit` gives a refusal at once, or the future of the conversion's
+write: until it is done a stand-in for uvicorn's request cycle (`Written`) is the connection's
+cycle, so uvicorn queues what is pipelined behind it and its `shutdown()` and
+`connection_lost` mark it as they would mark its own; then the answer goes out the same way.
+Any other case, including a body that outgrows the limit, is handed to uvicorn's own path with
+what was buffered: the ASGI app then answers exactly as it would have.
 
 Event streams (`GET /ofrep/v1/sse?channel=`, exact path, alone on its connection: whatever
 EDGE_FAST_PATH says): once the request is in, the streams component (proxy.edge.streams) says
@@ -52,9 +56,11 @@ from proxy import http
 log = logging.getLogger("proxy.protocol")
 
 EVALUATE = b"/api/v1/flags/evaluate"
+TRACK = b"/api/v1/flags/track"
 SWEEP = 0.5  # seconds between two checks of every connection's deadline
 STREAM = b"/ofrep/v1/sse"
-Headers = list[tuple[bytes, bytes]]
+Headers = http.Headers
+Answer = http.Answer
 
 
 class StreamTicket(Protocol):
@@ -82,7 +88,12 @@ class Hooks(Protocol):
     cors: bool
 
     # None when the fast path is off; else (headers, body) -> (status, body, headers).
-    fast_evaluate: Callable[[Mapping[bytes, bytes], bytes], tuple[int, bytes, Headers]] | None
+    fast_evaluate: Callable[[Mapping[bytes, bytes], bytes], Answer] | None
+    # None when the fast path is off; else (headers, body) -> a refusal, or the write's future
+    # that `track_answer` turns into the answer once it is done.
+    fast_track: Callable[[Mapping[bytes, bytes], bytes], Answer | asyncio.Future[bool]] | None
+
+    def track_answer(self, written: asyncio.Future[bool]) -> Answer: ...
 
     streams: Streams | None  # the event streams' registry (proxy.edge.streams.Streams)
 
@@ -90,7 +101,26 @@ class Hooks(Protocol):
 
     def crashed_answer(
         self, headers: Mapping[bytes, bytes], method: str = ..., path: str = ...
-    ) -> tuple[int, bytes, Headers]: ...
+    ) -> Answer: ...
+
+
+class _Unwaited:
+    def set(self) -> None:
+        """An event that nobody waits on."""
+
+
+class Written:
+    """uvicorn's request cycle, as far as uvicorn looks at it, while a fast track's write is
+    under way: not complete (what is pipelined behind it waits in `pipeline`); `shutdown()`
+    clears `keep_alive`, `connection_lost` sets `disconnected` (and `message_event`)."""
+
+    __slots__ = ("disconnected", "keep_alive", "response_complete")
+    message_event = _Unwaited()
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.response_complete = False
+        self.keep_alive = keep_alive
+        self.disconnected = False
 
 
 def _hooks(app: Any) -> Hooks:
@@ -108,7 +138,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.hooks = _hooks(self.app)
         self.deadline_at = math.inf  # loop time past which the connection is closed
-        self.fast = False  # this request is being buffered for the fast path
+        self.fast: bytes | None = None  # the fast path's route of the request it buffers
         self.fast_body = bytearray()
         self.fast_keep_alive = True
         self.header_size = 0
@@ -172,7 +202,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._arm(self.hooks.body_timeout)
         if self._fast_eligible():
-            self.fast = True
+            self.fast = self.url
             self.fast_body = bytearray()
             self.fast_keep_alive = (
                 self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
@@ -186,7 +216,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         if self.stream_wanted:
             return  # a GET's body means nothing here (its deadline still holds)
-        if not self.fast:
+        if self.fast is None:
             super().on_body(body)
             return
         self.fast_body += body
@@ -199,17 +229,24 @@ class EdgeProtocol(HttpToolsProtocol):
             self.stream_wanted = False
             self._open_stream()
             return
-        if not self.fast:
+        route, self.fast = self.fast, None
+        if route is None:
             super().on_message_complete()
-            return
-        self.fast = False
-        self._answer(bytes(self.fast_body))
+        elif route == EVALUATE:
+            self._answer(bytes(self.fast_body))
+        else:
+            self._track(bytes(self.fast_body))
 
     # The fast path ----------------------------------------------------------------------------
 
     def _fast_eligible(self) -> bool:
         hooks = self.hooks
-        if hooks.fast_evaluate is None or self.url != EVALUATE or self.expect_100_continue:
+        if self.url == EVALUATE:
+            if hooks.fast_evaluate is None:
+                return False
+        elif self.url != TRACK or hooks.fast_track is None:
+            return False
+        if self.expect_100_continue:
             return False
         if self.parser.get_method() != b"POST" or self.parser.should_upgrade():
             return False
@@ -238,7 +275,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _fall_back(self) -> None:
         """Hand the request to uvicorn's own path, as if it had never been buffered."""
-        self.fast = False
+        self.fast = None
         body, self.fast_body = bytes(self.fast_body), bytearray()
         HttpToolsProtocol.on_headers_complete(self)
         if body:
@@ -256,6 +293,33 @@ class EdgeProtocol(HttpToolsProtocol):
         # What Starlette's CORSMiddleware adds to an answer without an Origin: `vary`.
         self._reply(status, out, extra, self.fast_keep_alive, vary=hooks.cors)
         hooks.observe("POST /api/v1/flags/evaluate", status, time.perf_counter() - started)
+
+    def _track(self, body: bytes) -> None:
+        hooks = self.hooks
+        headers = dict(self.headers)
+        started = time.perf_counter()
+        try:
+            assert hooks.fast_track is not None
+            submitted = hooks.fast_track(headers, body)
+        except Exception:
+            submitted = hooks.crashed_answer(headers, path=TRACK.decode())
+        if isinstance(submitted, tuple):
+            self._reply(*submitted, self.fast_keep_alive, vary=hooks.cors)
+            hooks.observe("POST /api/v1/flags/track", submitted[0], time.perf_counter() - started)
+            return
+        cycle = self.cycle = Written(self.fast_keep_alive)  # type: ignore[assignment]
+
+        def written(future: asyncio.Future[bool]) -> None:
+            try:
+                status, out, extra = hooks.track_answer(future)
+            except Exception:
+                status, out, extra = hooks.crashed_answer(headers, path=TRACK.decode())
+            cycle.response_complete = True
+            if not cycle.disconnected:
+                self._reply(status, out, extra, cycle.keep_alive, vary=hooks.cors)
+            hooks.observe("POST /api/v1/flags/track", status, time.perf_counter() - started)
+
+        submitted.add_done_callback(written)
 
     def _reply(self, status: int, out: bytes, extra: Headers, keep_alive: bool, vary: bool) -> None:
         """One whole answer in one write, then on to the next request (or the close)."""

@@ -17,8 +17,6 @@ from proxy.domain.access import ApiKey
 from proxy.edge.auth import Auth
 from proxy.errors import ApiError, forbidden, from_domain, invalid, not_found, too_large
 
-Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, headers
-
 
 class Evaluate:
     def __init__(self, auth: Auth, max_body: int) -> None:
@@ -38,7 +36,7 @@ class Evaluate:
         await http.reply(send, status, out, headers)
         return status
 
-    def respond(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer:
+    def respond(self, headers: Mapping[bytes, bytes], body: bytes) -> http.Answer:
         """The whole answer to a request whose body is in, in the order of the ASGI route."""
         try:
             key = self.auth.key_of(headers)
@@ -47,17 +45,16 @@ class Evaluate:
             if len(body) > self.max_body:
                 raise too_large()
         except ApiError as e:
-            return e.status, e.body(), [*http.JSON_HEADERS, *e.headers]
+            return http.error_answer(e)
         return self.respond_as(key, body)
 
-    def respond_as(self, key: ApiKey, body: bytes) -> Answer:
+    def respond_as(self, key: ApiKey, body: bytes) -> http.Answer:
         try:
             return 200, self.answer(key, http.json_object(body)), http.PRIVATE_HEADERS
         except model.DomainError as e:
-            error = from_domain(e)
+            return http.error_answer(from_domain(e))
         except ApiError as e:
-            error = e
-        return error.status, error.body(), [*http.JSON_HEADERS, *error.headers]
+            return http.error_answer(e)
 
     def answer(self, key: ApiKey, data: dict[str, Any]) -> bytes:
         project_id = data.get("project_id")

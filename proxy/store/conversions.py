@@ -37,12 +37,15 @@ class ConversionWriter:
     async def write(self, conversion: Conversion) -> bool:
         """True when new (or spooled), False for a duplicate; raises SpoolFull when neither
         Redis nor the spool took it."""
-        future = asyncio.get_running_loop().create_future()
+        return await self.submit(conversion)
+
+    def submit(self, conversion: Conversion) -> asyncio.Future[bool]:
+        """The conversion into the next batch: the future of `write`'s answer."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.queue.append((conversion, future))
         if self.draining is None:
             self.draining = asyncio.create_task(self._drain())
-        new: bool = await future
-        return new
+        return future
 
     async def _drain(self) -> None:
         try:

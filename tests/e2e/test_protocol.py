@@ -1,7 +1,7 @@
 """The HTTP protocol on both settings of the fast path: the same answers, byte for byte but the
-date, whether evaluate is answered inside the protocol (EDGE_FAST_PATH=1) or by the ASGI app
-(EDGE_FAST_PATH=0); keep-alive, pipelining, HTTP/1.0, 100-continue, limits, CORS, 500s that keep
-the connection, metrics; and the read deadlines that close slow requests."""
+date, whether evaluate and track are answered inside the protocol (EDGE_FAST_PATH=1) or by the
+ASGI app (EDGE_FAST_PATH=0); keep-alive, pipelining, HTTP/1.0, 100-continue, limits, CORS, 500s
+that keep the connection, metrics; and the read deadlines that close slow requests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.e2e.helpers import make_flag, make_project
+from tests.e2e.helpers import conversions, make_flag, make_key, make_project, start_experiment
 from tests.support import BOOTSTRAP, RedisProcess, ServerProcess, eventually, parse_head
 
 ORIGIN = "https://app.example"
@@ -56,6 +56,16 @@ def project(pair: dict[str, ServerProcess]) -> str:
     return project_id
 
 
+@pytest.fixture(scope="module")
+def experiment(pair: dict[str, ServerProcess]) -> dict[str, Any]:
+    """A running experiment that both servers know."""
+    running = start_experiment(pair["fast"].client())
+    probe = {**track_body(running, "probe"), "goal": "probe"}
+    for s in pair.values():
+        eventually(lambda s=s: s.client().post(TRACK, probe).status == 200)
+    return running
+
+
 @pytest.fixture(params=["fast", "asgi"])
 def server(request: pytest.FixtureRequest, pair: dict[str, ServerProcess]) -> ServerProcess:
     chosen: ServerProcess = pair[request.param]
@@ -63,10 +73,16 @@ def server(request: pytest.FixtureRequest, pair: dict[str, ServerProcess]) -> Se
 
 
 EVALUATE = "/api/v1/flags/evaluate"
+TRACK = "/api/v1/flags/track"
 
 
 def body(project_id: str, user: str = "u1") -> dict[str, Any]:
     return {"project_id": project_id, "environment": "production", "context": {"user_id": user}}
+
+
+def track_body(experiment: dict[str, Any], user: str, **fields: Any) -> dict[str, Any]:
+    ids = {"flag_id": experiment["flag_id"], "experiment_id": experiment["experiment_id"]}
+    return {**ids, "user_id": user, **fields}
 
 
 def request(
@@ -154,6 +170,74 @@ def test_both_settings_answer_every_kind_of_evaluate_the_same(
     status, headers, payload = answer_of(pair["fast"], cases[0])
     assert status == 200 and headers["cache-control"] == "private, no-store"
     assert orjson.loads(payload) == {"flags": {"banner": {"value": True, "rule_id": None}}}
+
+
+def test_both_settings_answer_every_kind_of_track_the_same(
+    pair: dict[str, ServerProcess], experiment: dict[str, Any]
+) -> None:
+    c = pair["fast"].client()
+    _, evaluate_only = make_key(c, scopes=["flags:evaluate"])
+    _, other_project = make_key(c, scopes=["flags:evaluate"], project_ids=[make_project(c)])
+    _, write_only = make_key(c, scopes=["flags:write"])
+    for s in pair.values():
+        eventually(lambda s=s: s.client(token=write_only).post(TRACK, {}).status == 403)
+
+    def cases(user: str) -> list[bytes]:
+        track = orjson.dumps(track_body(experiment, user))
+        return [
+            request(track, path=TRACK),  # new: 200
+            request(track, path=TRACK),  # the same again: a duplicate, 200
+            request(orjson.dumps(track_body(experiment, user, value=12.5)), path=TRACK),
+            request(track, path=TRACK, headers={"Authorization": f"Bearer {evaluate_only}"}),
+            request(track, path=TRACK, headers={"Authorization": f"Bearer {other_project}"}),
+            request(track, path=TRACK, headers={"Authorization": f"Bearer {write_only}"}),
+            request(track, path=TRACK, headers={"Authorization": "Bearer kr_live_nope"}),
+            request(b"not json", path=TRACK),
+            request(b"[1]", path=TRACK),
+            request(b"", path=TRACK),
+            request(orjson.dumps(track_body(experiment, "")), path=TRACK),
+            request(orjson.dumps(track_body(experiment, user, value="a lot")), path=TRACK),
+            request(orjson.dumps({**track_body(experiment, user), "flag_id": "nope"}), path=TRACK),
+        ]
+
+    before = conversions(pair["fast"].client(), experiment)
+    fast = [answer_of(pair["fast"], case) for case in cases("fast-user")]
+    asgi = [answer_of(pair["asgi"], case) for case in cases("asgi-user")]
+    assert fast == asgi
+    assert [status for status, _, _ in fast] == [200, 200, 200, 200, 403, 403, 401, 400, 400,
+                                                 400, 422, 422, 404]  # fmt: skip
+    assert orjson.loads(fast[0][2]) == {"data": {"ok": True}}
+    # Each 200 of a new user is one conversion, counted once, whichever path answered it.
+    assert before is not None
+    eventually(lambda: conversions(pair["fast"].client(), experiment) == before + 2)
+
+
+def test_pipelined_tracks_are_answered_in_order_behind_their_writes(
+    server: ServerProcess, project: str, experiment: dict[str, Any]
+) -> None:
+    conn = Conn(server)
+    tracks = [request(orjson.dumps(track_body(experiment, f"pipe-{n}")), path=TRACK) for n in "ab"]
+    conn.send(
+        tracks[0]
+        + request(orjson.dumps(body(project)))
+        + request(b"{", path=TRACK)
+        + tracks[1]
+        + request(None, method="GET", path="/healthz")
+    )
+    answers = [conn.answer() for _ in range(5)]
+    conn.close()
+    assert [status for status, _, _ in answers] == [200, 200, 400, 200, 200]
+    assert b"flags" in answers[1][2] and answers[4][2] != answers[0][2]
+
+
+def test_a_track_on_http_1_0_is_answered_and_closed(
+    server: ServerProcess, experiment: dict[str, Any]
+) -> None:
+    conn = Conn(server)
+    conn.send(request(orjson.dumps(track_body(experiment, "old")), path=TRACK, version="1.0"))
+    status, headers, _ = conn.answer()
+    assert status == 200 and headers["connection"] == "close"
+    assert conn.closed()
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(
@@ -259,18 +343,21 @@ def test_a_500_names_a_request_id_logs_once_and_keeps_the_connection(
         assert logged.count("unhandled error") > log_before
 
 
-def test_evaluate_is_counted_in_the_metrics(server: ServerProcess, project: str) -> None:
-    def count() -> float:
+def test_evaluate_and_track_are_counted_in_the_metrics(
+    server: ServerProcess, project: str, experiment: dict[str, Any]
+) -> None:
+    def count(path: str) -> float:
         text = server.client().get("/metrics").body.decode()
         for line in text.splitlines():
-            route = 'edge_http_requests_total{route="POST /api/v1/flags/evaluate"'
+            route = 'edge_http_requests_total{route="POST ' + path + '"'
             if line.startswith(route) and 'status="200"' in line:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
-    before = count()
+    before = count(EVALUATE), count(TRACK)
     answer_of(server, request(orjson.dumps(body(project))))
-    assert count() == before + 1
+    answer_of(server, request(orjson.dumps(track_body(experiment, "counted")), path=TRACK))
+    assert (count(EVALUATE), count(TRACK)) == (before[0] + 1, before[1] + 1)
 
 
 # Read deadlines: EDGE_HEADER_TIMEOUT, EDGE_BODY_TIMEOUT and EDGE_KEEPALIVE_TIMEOUT are 1 s here;
