@@ -55,9 +55,7 @@ class Ofrep:
         path: str = scope["path"]
         key = path[len(PREFIX) + 1 :] if path.startswith(PREFIX + "/") else None
         try:
-            api_key = self.auth.key(scope)
-            if not api_key.can_evaluate:
-                raise forbidden()
+            api_key = self.auth.reader(http.headers_of(scope))
             raw = await http.read_body(scope, receive, self.max_body)
             try:
                 data = http.json_object(raw or b"{}")

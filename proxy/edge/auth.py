@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from proxy import http
 from proxy.domain.access import ApiKey, token_sha256
 from proxy.edge.sync import Sync
-from proxy.errors import ApiError, unauthorized, unavailable
+from proxy.errors import ApiError, forbidden, too_large, unauthorized, unavailable
 
 CACHE_MAX = 10_000
 
@@ -42,6 +42,30 @@ class Auth:
         """The request's key: 503 before any snapshot is loaded, 401 when unknown or revoked,
         429 past its rate."""
         return self.key_of(http.headers_of(scope))
+
+    def reader(self, headers: Mapping[bytes, bytes]) -> ApiKey:
+        """The key of an evaluate, track or OFREP request: `key_of`'s refusals, then 403 for a
+        key that may not evaluate."""
+        key = self.key_of(headers)
+        if not key.can_evaluate:
+            raise forbidden()
+        return key
+
+    async def read(
+        self, scope: http.Scope, receive: http.Receive, limit: int
+    ) -> tuple[ApiKey, bytes]:
+        """The reader and body of an ASGI request: who is asking first, then the body (413 past
+        `limit`)."""
+        key = self.reader(http.headers_of(scope))
+        return key, await http.read_body(scope, receive, limit)
+
+    def admit(self, headers: Mapping[bytes, bytes], body: bytes, limit: int) -> ApiKey:
+        """The reader of a request whose body is already in, refused in its ASGI route's order:
+        who is asking first, then 413 for a body over `limit`."""
+        key = self.reader(headers)
+        if len(body) > limit:
+            raise too_large()
+        return key
 
     def key_of(self, headers: Mapping[bytes, bytes]) -> ApiKey:
         if not self.sync.loaded:

@@ -15,7 +15,7 @@ from proxy import http
 from proxy.domain import model
 from proxy.domain.access import ApiKey
 from proxy.edge.auth import Auth
-from proxy.errors import ApiError, forbidden, from_domain, invalid, not_found, too_large
+from proxy.errors import ApiError, forbidden, from_domain, invalid, not_found
 
 
 class Evaluate:
@@ -26,10 +26,7 @@ class Evaluate:
 
     async def __call__(self, scope: http.Scope, receive: http.Receive, send: http.Send) -> int:
         try:
-            key = self.auth.key(scope)  # who is asking comes before what they sent
-            if not key.can_evaluate:
-                raise forbidden()
-            body = await http.read_body(scope, receive, self.max_body)
+            key, body = await self.auth.read(scope, receive, self.max_body)
         except ApiError as e:
             return await http.reply_error(send, e)
         status, out, headers = self.respond_as(key, body)
@@ -39,11 +36,7 @@ class Evaluate:
     def respond(self, headers: Mapping[bytes, bytes], body: bytes) -> http.Answer:
         """The whole answer to a request whose body is in, in the order of the ASGI route."""
         try:
-            key = self.auth.key_of(headers)
-            if not key.can_evaluate:
-                raise forbidden()
-            if len(body) > self.max_body:
-                raise too_large()
+            key = self.auth.admit(headers, body, self.max_body)
         except ApiError as e:
             return http.error_answer(e)
         return self.respond_as(key, body)

@@ -27,7 +27,6 @@ from proxy.errors import (
     forbidden,
     from_domain,
     not_found,
-    too_large,
     unavailable,
 )
 from proxy.store.conversions import ConversionWriter
@@ -49,10 +48,7 @@ class Track:
 
     async def __call__(self, scope: http.Scope, receive: http.Receive, send: http.Send) -> int:
         try:
-            key = self.auth.key(scope)  # who is asking comes before what they sent
-            if not key.can_evaluate:
-                raise forbidden()
-            body = await http.read_body(scope, receive, self.max_body)
+            key, body = await self.auth.read(scope, receive, self.max_body)
         except ApiError as e:
             return await http.reply_error(send, e)
         submitted = self.submit_as(key, body)
@@ -68,11 +64,7 @@ class Track:
         """A request whose body is in, in the order of the ASGI route: the refusal, or the
         conversion's write under way."""
         try:
-            key = self.auth.key_of(headers)
-            if not key.can_evaluate:
-                raise forbidden()
-            if len(body) > self.max_body:
-                raise too_large()
+            key = self.auth.admit(headers, body, self.max_body)
         except ApiError as e:
             return http.error_answer(e)
         return self.submit_as(key, body)
