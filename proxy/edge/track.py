@@ -21,14 +21,7 @@ from proxy import http
 from proxy.domain import model
 from proxy.domain.access import ApiKey
 from proxy.edge.auth import Auth
-from proxy.errors import (
-    ApiError,
-    conflict,
-    forbidden,
-    from_domain,
-    not_found,
-    unavailable,
-)
+from proxy.errors import ApiError, conflict, forbidden, from_domain, not_found, unavailable
 from proxy.store.conversions import ConversionWriter
 from proxy.store.events import Conversion
 from proxy.store.spool import SpoolFull
