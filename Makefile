@@ -28,8 +28,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check proxy tests loadtests
 	$(BIN)/mypy proxy
 
-# The end-to-end tests run twice: evaluate answered inside the HTTP protocol (the default) and
-# by the ASGI app (EDGE_FAST_PATH=0); the servers they start inherit the variable.
+# The end-to-end tests run twice: evaluate and track answered inside the HTTP protocol (the
+# default) and by the ASGI app (EDGE_FAST_PATH=0); the servers they start inherit the variable.
 test: lint
 	$(BIN)/python -m pytest
 	EDGE_FAST_PATH=0 $(BIN)/python -m pytest tests/e2e -p no:cacheprovider
