@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from loadtests import procs, results_load, scenarios, streams_load
+from loadtests import flush_load, procs, results_load, scenarios, streams_load
 from loadtests.api import Api, ApiFailure
 from loadtests.loadgen import AsyncioLoad, LoadGenerator, LoadResult, Wrk, ensure_wrk, percentile
 
@@ -170,6 +170,7 @@ class Bench:
             self.throughput(baseline, proxy, api, realistic, large, plain, redis_url)
             self.metrics_cost(proxy, redis_url, realistic)
             results_load.results_while_evaluating(self, proxy, api, redis_url, realistic)
+            flush_load.exposure_flush(self, redis_url, repeats=2 if self.plan.duration < 5 else 5)
             self.propagation(api, redis_url, {"": realistic, "_large": large})
             streams_load.run(self, redis_url, realistic)
         finally:

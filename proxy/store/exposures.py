@@ -30,7 +30,7 @@ from proxy.store.events import EventStore, Exposure, ExposureGroup
 from proxy.store.spool import Spool, SpoolFull
 
 log = logging.getLogger("proxy.exposures")
-FLUSH_CHUNK = 5_000  # users per pipeline: packing one is synchronous, so keep each small
+FLUSH_CHUNK = 2_000  # users per pipeline: packing one is synchronous, so keep each small
 
 
 class ExposureBuffer:

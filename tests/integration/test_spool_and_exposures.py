@@ -11,7 +11,7 @@ import redis.asyncio as aredis
 
 from proxy.store import keys
 from proxy.store.events import EventStore
-from proxy.store.exposures import ExposureBuffer
+from proxy.store.exposures import FLUSH_CHUNK, ExposureBuffer, _chunks
 from proxy.store.spool import Spool, SpoolFull
 from tests.support import RedisProcess
 
@@ -79,3 +79,32 @@ async def test_exposures_are_deduplicated_bounded_and_spooled_when_redis_fails(
     await buffer.flush()
     assert (buffer.spooled, buffer.redis_errors) == (1, 1)
     assert spool.pending()
+
+
+async def test_a_flush_larger_than_a_pipeline_writes_every_exposure_in_bounded_pipelines(
+    event_store: EventStore, redis_client: aredis.Redis, spool_factory: Callable[..., Spool]
+) -> None:
+    # Two experiments whose groups are each longer than a pipeline, and one shorter: the flush
+    # cuts them into pipelines of at most FLUSH_CHUNK users and loses or repeats none.
+    experiments = (str(uuid.uuid4()), 2), (str(uuid.uuid4()), 3), (str(uuid.uuid4()), 1)
+    buffer = ExposureBuffer(event_store, spool_factory(), buffer_max=100_000, seen_max=1 << 16)
+    expose = buffer.group(experiments, epoch="e1")
+    users = [f"user-{n}" for n in range(int(FLUSH_CHUNK * 2.5))]
+    for n, user in enumerate(users):
+        expose(user, (n % 2, n % 3, 0 if n < 10 else None))
+    waiting = [(e, v, u) for e, lists in buffer.bins.items() for v, u in enumerate(lists) if u]
+    chunks = list(_chunks(waiting))
+    assert len(chunks) > 2
+    assert max(sum(len(u) for _, _, u in chunk) for chunk in chunks) <= FLUSH_CHUNK
+    await buffer.flush()
+    assert buffer.written == len(users) * 2 + 10
+    (a, _), (b, _), (c, _) = experiments
+    for experiment_id, variant, want in (
+        (a, 0, set(users[0::2])),
+        (a, 1, set(users[1::2])),
+        (b, 0, set(users[0::3])),
+        (b, 2, set(users[2::3])),
+        (c, 0, set(users[:10])),
+    ):
+        got = await redis_client.smembers(keys.exposures(experiment_id, variant))
+        assert {m.decode() for m in got} == want
