@@ -117,6 +117,15 @@ class Sync:
         (it is newer than what we hold of the global scope)."""
         if scope == keys.GLOBAL:
             self.snapshot = snap.with_global(self.snapshot, version, records)
+            # A project compiled with an older record of itself (its settings) is compiled
+            # again with this one: its own scope may never change to bring it.
+            for project_id, held in list(self.snapshot.projects.items()):
+                project = records["projects"][project_id]
+                if project != held.project:
+                    compiled = snap.compile_project(
+                        project, held.version, held.records, self.on_exposure
+                    )
+                    self.snapshot = snap.with_project(self.snapshot, compiled, project_id)
         else:
             project = self.snapshot.global_records.get("projects", {}).get(scope)
             if project is None:

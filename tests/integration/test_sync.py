@@ -229,6 +229,29 @@ async def test_a_commit_on_another_client_is_applied_through_pubsub(
     assert h.sync.reconnects == 0
 
 
+async def test_a_projects_own_record_changed_in_the_global_scope_is_compiled_again(
+    redis_factory: Factory, harness: Harnesses
+) -> None:
+    # The project's compiled snapshot holds its record from the global scope: a change of
+    # that record alone (no change of the project's scope) must reach it all the same.
+    redis = redis_factory()
+    h = harness(redis.url, QUIET)
+    await h.sync.start(wait=5)
+    project_id = await add_project(h.writer)
+    await put_flag(h.writer, project_id, "color", "blue")
+    await until(lambda: h.serves(project_id, "color", "blue"))
+    state = await h.writer.load(keys.GLOBAL)
+    record = project_record(project_id)
+    record["settings"] = {**record["settings"], "default_environment": "staging"}
+    state.put("projects", record)
+    await h.writer.commit(state, actor=ACTOR)
+
+    def default_environment() -> str:
+        return str(h.sync.snapshot.projects[project_id].project["settings"]["default_environment"])
+
+    await until(lambda: default_environment() == "staging")
+
+
 async def test_a_message_with_an_older_or_equal_version_is_ignored(
     redis_factory: Factory, harness: Harnesses
 ) -> None:
