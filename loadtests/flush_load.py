@@ -16,14 +16,13 @@ import asyncio
 import gc
 import statistics
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
 import redis.asyncio as aredis
 
-from loadtests.loadgen import percentile
+from loadtests.loadgen import beside_ticker, percentile
 from proxy.settings import Settings
 from proxy.store.events import EventStore
 from proxy.store.exposures import ExposureBuffer
@@ -76,24 +75,8 @@ def flush_gaps(redis_url: str, repeats: int) -> dict[str, Any]:
                     fill(buffer)
                     size = buffer.size
                     gaps: list[float] = []
-                    done = asyncio.Event()
-
-                    async def ticker(gaps: list[float], done: asyncio.Event) -> None:
-                        # CPU time, not wall time: a wall gap may be the process preempted.
-                        last = time.process_time()
-                        while not done.is_set():
-                            await asyncio.sleep(0)
-                            now = time.process_time()
-                            gaps.append((now - last) * 1000)
-                            last = now
-
-                    tick = asyncio.create_task(ticker(gaps, done))
-                    await asyncio.sleep(0)
-                    started = time.perf_counter()
-                    await buffer.flush()
-                    flushes.append((time.perf_counter() - started) * 1000)
-                    done.set()
-                    await tick
+                    _, took = await beside_ticker(buffer.flush(), gaps)
+                    flushes.append(took)
                     runs.append(gaps)
                     assert buffer.written == size, "the flush did not write everything"
             finally:

@@ -17,9 +17,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import orjson
 
@@ -232,6 +233,36 @@ async def generate(
         p99_ms=round(percentile(latencies, 99) * 1000, 3),
         errors=errors[0],
     )
+
+
+T = TypeVar("T")
+
+
+async def beside_ticker(work: Awaitable[T], gaps: list[float]) -> tuple[T, float]:
+    """Await `work` beside a ticker that only yields, appending to `gaps` the CPU time (ms)
+    the loop was held between two of the ticker's turns: the most an evaluate on the same
+    loop waits behind `work`. CPU time, not wall time: on a shared machine a wall gap may be
+    the process preempted, which no code of ours causes. Returns work's result and its wall
+    time in ms."""
+    done = False
+
+    async def ticker() -> None:
+        last = time.process_time()
+        while not done:
+            await asyncio.sleep(0)
+            now = time.process_time()
+            gaps.append((now - last) * 1000)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    started = time.perf_counter()
+    try:
+        result = await work
+    finally:
+        done = True
+        await tick
+    return result, (time.perf_counter() - started) * 1000
 
 
 def percentile(ordered: list[float], p: float) -> float:

@@ -30,7 +30,7 @@ import redis
 
 from loadtests import procs
 from loadtests.api import Api
-from loadtests.loadgen import AsyncioLoad, LoadGenerator, Wrk, percentile
+from loadtests.loadgen import AsyncioLoad, LoadGenerator, Wrk, beside_ticker, percentile
 from loadtests.scenarios import ENV, Project
 from proxy.control import results
 from proxy.store import keys
@@ -175,25 +175,10 @@ def loop_gaps(repeats: int = 5) -> dict[str, float]:
                 tuple(((25.0 * x, 0.0), (900.0 * x, 0.0)) for x in conversions),
                 sum(conversions),
             )
-            done = asyncio.Event()
-
-            async def ticker(done: asyncio.Event) -> None:
-                # CPU time, not wall time: on a shared machine a wall gap may be the process
-                # being preempted, which no code of ours causes.
-                last = time.process_time()
-                while not done.is_set():
-                    await asyncio.sleep(0)
-                    now = time.process_time()
-                    gaps.append((now - last) * 1000)
-                    last = now
-
-            tick = asyncio.create_task(ticker(done))
-            await asyncio.sleep(0)
-            started = time.perf_counter()
-            await results.experiment_results(experiment, "conversion", tally)
-            computing.append((time.perf_counter() - started) * 1000)
-            done.set()
-            await tick
+            _, took = await beside_ticker(
+                results.experiment_results(experiment, "conversion", tally), gaps
+            )
+            computing.append(took)
         gaps.sort()
         return {
             "compute_ms": round(statistics.median(computing), 2),
